@@ -1,0 +1,363 @@
+//! Stage two of loading: validate every value and compile the matchers once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use globset::GlobMatcher;
+use regex::Regex;
+use serde_saphyr::Spanned;
+
+use super::spec::{self, Mode, PolicyDocument};
+use super::{PolicyError, PolicyErrors, PolicySource};
+use crate::matching::{ImagePattern, NameSet, PatternKind, PatternSet};
+
+/// A validated policy with its matchers compiled.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub mode: Mode,
+    /// `file:line` of the policy's name, for logs.
+    pub origin: String,
+    pub namespaces: NameSet,
+    pub exclude_namespaces: NameSet,
+    pub images: PatternSet,
+    pub exclude_images: PatternSet,
+    pub registries_allow: PatternSet,
+    pub blocked_images: PatternSet,
+    /// (the glob as written, its matcher)
+    pub tags_forbid: Vec<(String, GlobMatcher)>,
+    pub tags_allow: Vec<Regex>,
+    pub require_digest: bool,
+    pub message: Option<String>,
+}
+
+impl Policy {
+    /// Whether the policy applies to objects in `namespace`.
+    pub fn applies_to_namespace(&self, namespace: &str) -> bool {
+        (self.namespaces.is_empty() || self.namespaces.is_match(namespace))
+            && !self.exclude_namespaces.is_match(namespace)
+    }
+}
+
+/// Every loaded policy, in file order. Swapped as a whole on reload.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub policies: Vec<Policy>,
+}
+
+impl PolicySet {
+    /// Deserializes and validates every source, reporting all errors together.
+    pub fn compile(sources: &[PolicySource]) -> Result<PolicySet, PolicyErrors> {
+        let mut errors = Vec::new();
+        let mut policies = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for source in sources {
+            let docs: Vec<PolicyDocument> = match serde_saphyr::from_multiple(&source.text) {
+                Ok(docs) => docs,
+                Err(e) => {
+                    errors.push(PolicyError {
+                        file: source.path.clone(),
+                        line: e.location().map(|l| l.line()),
+                        field: String::new(),
+                        message: first_line(&e.to_string()),
+                    });
+                    continue;
+                }
+            };
+            for doc in docs {
+                let mut c = Checker {
+                    file: &source.path,
+                    errors: &mut errors,
+                };
+                if let Some(policy) = c.policy(doc) {
+                    let here = policy.origin.clone();
+                    if let Some(first) = seen.insert(policy.name.clone(), here) {
+                        let line = policy.origin.rsplit(':').next().and_then(|l| l.parse().ok());
+                        errors.push(PolicyError {
+                            file: source.path.clone(),
+                            line,
+                            field: "metadata.name".into(),
+                            message: format!(
+                                "duplicate policy name `{}`: already defined at {first}",
+                                policy.name
+                            ),
+                        });
+                    } else {
+                        policies.push(policy);
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(PolicySet { policies })
+        } else {
+            Err(PolicyErrors(errors))
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+/// serde-saphyr's message starts with `error: line L column C: ` (the line is
+/// reported separately) and may carry a source snippet after the first line.
+fn first_line(msg: &str) -> String {
+    let line = msg.lines().next().unwrap_or(msg).trim();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, rest)) if position.contains("column") => rest.to_string(),
+        _ => line.to_string(),
+    }
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    errors: &'a mut Vec<PolicyError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, at: &Spanned<String>, field: String, message: impl Into<String>) {
+        self.errors.push(PolicyError {
+            file: self.file.to_path_buf(),
+            line: Some(at.referenced.line()),
+            field,
+            message: message.into(),
+        });
+    }
+
+    fn policy(&mut self, doc: PolicyDocument) -> Option<Policy> {
+        let before = self.errors.len();
+        if doc.api_version.value != spec::API_VERSION {
+            let msg = format!(
+                "unsupported apiVersion `{}`: expected `{}`",
+                doc.api_version.value,
+                spec::API_VERSION
+            );
+            self.error(&doc.api_version, "apiVersion".into(), msg);
+        }
+        if doc.kind.value != spec::KIND {
+            let msg = format!("unsupported kind `{}`: expected `{}`", doc.kind.value, spec::KIND);
+            self.error(&doc.kind, "kind".into(), msg);
+        }
+        let name = &doc.metadata.name;
+        if !is_dns_label(&name.value) {
+            self.error(
+                name,
+                "metadata.name".into(),
+                format!(
+                    "`{}` is not a valid name: use lowercase letters, digits and `-`, at most 63 characters",
+                    name.value
+                ),
+            );
+        }
+        let s = doc.spec;
+        let namespaces = self.names(&s.namespaces, "spec.namespaces");
+        let exclude_namespaces = self.names(&s.exclude_namespaces, "spec.excludeNamespaces");
+        let images = match &s.images {
+            Some(list) => self.patterns(list, "spec.images", PatternKind::Image),
+            None => PatternSet::new(vec![
+                ImagePattern::parse("**", PatternKind::Image).expect("`**` is valid"),
+            ])
+            .expect("`**` compiles"),
+        };
+        let exclude_images = self.patterns(&s.exclude_images, "spec.excludeImages", PatternKind::Image);
+        let registries_allow = match &s.registries {
+            Some(r) => self.patterns(&r.allow, "spec.registries.allow", PatternKind::Registry),
+            None => PatternSet::default(),
+        };
+        let blocked_images = self.patterns(&s.blocked_images, "spec.blockedImages", PatternKind::Image);
+        let tags = s.tags.unwrap_or_default();
+        let mut tags_forbid = Vec::new();
+        for (i, t) in tags.forbid.iter().enumerate() {
+            let field = format!("spec.tags.forbid[{i}]");
+            if t.value.contains('/') || t.value.contains('@') {
+                self.error(t, field, "a tag pattern takes a tag (`latest`, `*-dev`), not an image");
+                continue;
+            }
+            match globset::Glob::new(&t.value) {
+                Ok(g) if !t.value.is_empty() => tags_forbid.push((t.value.clone(), g.compile_matcher())),
+                Ok(_) => self.error(t, field, "the pattern is empty"),
+                Err(e) => self.error(t, field, format!("invalid glob: {}", e.kind())),
+            }
+        }
+        let mut tags_allow = Vec::new();
+        for (i, t) in tags.allow.iter().enumerate() {
+            match Regex::new(&t.value) {
+                Ok(re) => tags_allow.push(re),
+                Err(e) => {
+                    let msg = format!("invalid regular expression: {}", e.to_string().replace('\n', " "));
+                    self.error(t, format!("spec.tags.allow[{i}]"), msg);
+                }
+            }
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(Policy {
+            name: name.value.clone(),
+            mode: s.mode,
+            origin: format!("{}:{}", self.file.display(), name.referenced.line()),
+            namespaces,
+            exclude_namespaces,
+            images,
+            exclude_images,
+            registries_allow,
+            blocked_images,
+            tags_forbid,
+            tags_allow,
+            require_digest: tags.require_digest,
+            message: s.message,
+        })
+    }
+
+    fn names(&mut self, list: &[Spanned<String>], field: &str) -> NameSet {
+        let mut ok = Vec::new();
+        for (i, n) in list.iter().enumerate() {
+            match crate::matching::check_glob(&n.value) {
+                Ok(()) => ok.push(n.value.as_str()),
+                Err(e) => self.error(n, format!("{field}[{i}]"), e.to_string()),
+            }
+        }
+        NameSet::new(ok).unwrap_or_default()
+    }
+
+    fn patterns(&mut self, list: &[Spanned<String>], field: &str, kind: PatternKind) -> PatternSet {
+        let mut ok = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            match ImagePattern::parse(&p.value, kind) {
+                Ok(pattern) => ok.push(pattern),
+                Err(e) => self.error(p, format!("{field}[{i}]"), e.to_string()),
+            }
+        }
+        PatternSet::new(ok).unwrap_or_default()
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Where the sources came from, for messages about a whole set.
+pub fn describe(sources: &[PolicySource]) -> Vec<PathBuf> {
+    sources.iter().map(|s| s.path.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::load_sources;
+
+    fn compile(text: &str) -> Result<PolicySet, PolicyErrors> {
+        PolicySet::compile(&load_sources(&[("policies/p.yaml", text)]))
+    }
+
+    const GOOD: &str = r#"
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata:
+  name: production
+spec:
+  mode: Audit
+  namespaces: ["prod-*"]
+  excludeNamespaces: ["kube-system"]
+  images: ["**"]
+  registries:
+    allow: ["harbor.example.com", "registry.k8s.io/**"]
+  blockedImages: ["vulnerable-image:*"]
+  tags:
+    forbid: ["latest"]
+    requireDigest: false
+    allow: ['^v\d+\.\d+\.\d+$']
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata:
+  name: minimal
+spec: {}
+"#;
+
+    #[test]
+    fn compiles_a_valid_file_with_several_documents() {
+        let set = compile(GOOD).unwrap();
+        let names: Vec<_> = set.policies.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["production", "minimal"]);
+        let p = &set.policies[0];
+        assert_eq!(p.mode, Mode::Audit);
+        assert_eq!(p.origin, "policies/p.yaml:5");
+        assert!(p.applies_to_namespace("prod-eu"));
+        assert!(!p.applies_to_namespace("dev"));
+        assert!(set.policies[1].applies_to_namespace("anything"));
+        assert_eq!(set.policies[1].mode, Mode::Enforce);
+    }
+
+    /// (file text, expected errors as (line, field, message fragment))
+    #[test]
+    fn reports_every_error_with_file_line_and_field() {
+        let table: &[(&str, &[(u64, &str, &str)])] = &[
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  registries:\n    allow:\n      - https://harbor.example.com\n      - harbor.example.com/app:v1\n  tags:\n    allow: ['(']\n    forbid: ['nginx/latest']\n",
+                &[
+                    (8, "spec.registries.allow[0]", "takes a host, not a URL"),
+                    (9, "spec.registries.allow[1]", "takes no tag"),
+                    (12, "spec.tags.forbid[0]", "takes a tag"),
+                    (11, "spec.tags.allow[0]", "invalid regular expression"),
+                ],
+            ),
+            (
+                "apiVersion: imagegate.dev/v1\nkind: Policy\nmetadata:\n  name: Bad_Name\nspec:\n  images: ['*']\n  blockedImages: ['x@sha256:1']\n  namespaces: ['[']\n",
+                &[
+                    (1, "apiVersion", "unsupported apiVersion"),
+                    (2, "kind", "unsupported kind"),
+                    (4, "metadata.name", "not a valid name"),
+                    (8, "spec.namespaces[0]", "invalid glob"),
+                    (6, "spec.images[0]", "matches no image"),
+                    (7, "spec.blockedImages[0]", "not digests"),
+                ],
+            ),
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  blockedImage: ['x']\n",
+                &[(6, "", "unknown field `blockedImage`, expected one of")],
+            ),
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  mode: Enforced\n",
+                &[(6, "", "Enforced")],
+            ),
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec: {}\n---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec: {}\n",
+                &[(10, "metadata.name", "duplicate policy name `p`: already defined at policies/p.yaml:4")],
+            ),
+            ("a: [", &[(1, "", "")]),
+        ];
+        for (text, expected) in table {
+            let errors = compile(text).expect_err(text).0;
+            assert_eq!(errors.len(), expected.len(), "{text}\n{errors:#?}");
+            for (err, (line, field, fragment)) in errors.iter().zip(expected.iter()) {
+                assert_eq!(err.file, PathBuf::from("policies/p.yaml"));
+                assert!(err.line.is_some(), "{err}");
+                if *line != 1 || !fragment.is_empty() {
+                    assert_eq!(err.line, Some(*line), "{err}");
+                }
+                assert_eq!(err.field, *field, "{err}");
+                assert!(err.message.contains(fragment), "{err} lacks {fragment:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_across_files_are_reported_together() {
+        let sources = load_sources(&[
+            ("a.yaml", "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: a\nspec:\n  unknownField: 1\n"),
+            ("b.yaml", "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: b\nspec:\n  registries:\n    allow: ['http://r.example.com']\n"),
+        ]);
+        let errors = PolicySet::compile(&sources).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.starts_with("2 errors"), "{text}");
+        assert!(text.contains("a.yaml:6"), "{text}");
+        assert!(text.contains("b.yaml:7: spec.registries.allow[0]: a registry pattern takes a host"), "{text}");
+    }
+}

@@ -1,0 +1,134 @@
+//! The policy file format, exactly as users write it.
+//!
+//! Stage one of loading: strict deserialization. Every struct refuses unknown fields,
+//! so a typo (`blockedImage:`) is an error with its line instead of a rule that
+//! silently does nothing. Strings that later stages check carry their location
+//! (`Spanned`) so that a validation error can name the line.
+//!
+//! The doc comments here are the field reference: they become the JSON Schema
+//! (`imagegate policy schema`) that editors use.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+pub const API_VERSION: &str = "imagegate.dev/v1alpha1";
+pub const KIND: &str = "ImagePolicy";
+
+/// An ImagePolicy: which images it governs and the rules they must follow.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "ImagePolicy")]
+pub struct PolicyDocument {
+    /// Always `imagegate.dev/v1alpha1`.
+    #[schemars(with = "String")]
+    pub api_version: Spanned<String>,
+    /// Always `ImagePolicy`.
+    #[schemars(with = "String")]
+    pub kind: Spanned<String>,
+    pub metadata: Metadata,
+    pub spec: PolicySpec,
+}
+
+/// Identifies the policy in denials, warnings, logs and metrics.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// A unique name across all loaded policy files (a DNS label: lowercase letters,
+    /// digits and `-`).
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+}
+
+/// Whether a violated policy denies the request or only reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+pub enum Mode {
+    /// Deny requests that violate the policy.
+    #[default]
+    Enforce,
+    /// Dry run: never deny and never mutate; report what would have been denied as a
+    /// warning, an audit annotation, a log record and a metric.
+    Audit,
+}
+
+/// The rules of one policy. Every rule is optional; a policy with no rules governs
+/// images without restricting them.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    /// `Enforce` (default) denies violations; `Audit` only reports them.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Namespaces the policy applies to, as globs (`prod-*`). Default: every namespace.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub namespaces: Vec<Spanned<String>>,
+    /// Namespaces the policy never applies to, as globs. Wins over `namespaces`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude_namespaces: Vec<Spanned<String>>,
+    /// Image patterns the policy governs (`registry/repository[:tag]`, `*` within a
+    /// path segment, `**` across segments; Docker Hub shorthand such as `nginx` is
+    /// normalized like an image). Default: `["**"]`, every image.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub images: Option<Vec<Spanned<String>>>,
+    /// Image patterns the policy does not govern, even when `images` matches them.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude_images: Vec<Spanned<String>>,
+    /// Where governed images may come from.
+    #[serde(default)]
+    pub registries: Option<RegistryRules>,
+    /// Image patterns that are always denied (`vulnerable-image:*`, `ghcr.io/evil/**`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub blocked_images: Vec<Spanned<String>>,
+    /// Rules on tags and digests.
+    #[serde(default)]
+    pub tags: Option<TagRules>,
+    /// Extra text appended to every denial of this policy, such as where to ask for
+    /// help (`See https://wiki.example.com/images or ask #platform`).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Registry rules.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryRules {
+    /// Registry patterns an image must match: a host (`harbor.example.com`, every
+    /// repository on it), optionally with a port and a path glob
+    /// (`harbor.example.com:8443/team/**`). A host, never a URL, and never a prefix:
+    /// `myregistry.io` does not allow `myregistry.io.evil.com`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow: Vec<Spanned<String>>,
+}
+
+/// Tag and digest rules.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagRules {
+    /// Tag globs that are refused (`latest`, `*-dev`). `latest` also refuses the
+    /// implicit `latest` of an image written without tag or digest.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub forbid: Vec<Spanned<String>>,
+    /// Require every image to carry a digest (`repo@sha256:...` or
+    /// `repo:tag@sha256:...`).
+    #[serde(default)]
+    pub require_digest: bool,
+    /// Regular expressions, at least one of which a tag must match
+    /// (`^v\d+\.\d+\.\d+$`). A reference with a digest and no tag passes: it names
+    /// no tag.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow: Vec<Spanned<String>>,
+}
+
+/// The JSON Schema of a policy document, for editors.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(PolicyDocument);
+    serde_json::to_value(schema).expect("a schema is always JSON")
+}
