@@ -1,1 +1,6 @@
+//! Admission: the objects under review and the AdmissionReview envelope.
 
+mod object;
+pub mod review;
+
+pub use object::{ContainerImage, ContainerKind, ObjectError, Workload, pod_spec_pointer};

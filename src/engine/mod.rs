@@ -1,1 +1,148 @@
+//! The decision engine: policies + a workload + facts about its images -> a decision.
+//!
+//! Pure and synchronous: no I/O, no Kubernetes client, no awaiting. Facts that need
+//! the network (digests, platforms, signatures) are gathered before the engine runs
+//! and handed in as [`Facts`]; the engine only reads them. The same engine serves the
+//! webhook and the offline `check` command.
 
+mod rules;
+
+use std::collections::BTreeSet;
+
+use crate::admission::{ContainerImage, Workload};
+use crate::policy::{Mode, Policy, PolicySet};
+use crate::reference::ImageRef;
+
+pub use rules::Rule;
+
+/// Facts about images gathered before the engine runs. Empty for the static rules;
+/// registry lookups and signature checks add to it.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {}
+
+/// One rule one container's image breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The policy, or `imagegate` for the built-in reference check.
+    pub policy: String,
+    pub mode: Mode,
+    pub rule: Rule,
+    pub container: ContainerImage,
+    /// What is wrong and what to do about it, for the application team.
+    pub message: String,
+}
+
+impl Violation {
+    /// One line: `container "app" image "nginx": <message> [policy production, rule tags.forbid]`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} \"{}\" image \"{}\": {} [policy {}, rule {}]",
+            self.container.kind.noun(),
+            self.container.name,
+            self.container.image,
+            self.message,
+            self.policy,
+            self.rule
+        )
+    }
+}
+
+/// The engine's answer for one workload.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    /// Enforce violations: any of these denies the request.
+    pub violations: Vec<Violation>,
+    /// Audit violations: reported, never enforced.
+    pub audit: Vec<Violation>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The denial message for `kubectl` users: every violation, one per line.
+    pub fn denial_message(&self, workload: &Workload) -> String {
+        let n = self.violations.len();
+        let mut msg = format!(
+            "imagegate denied {} in namespace \"{}\": {n} image policy violation{}",
+            workload.describe(),
+            workload.namespace,
+            if n == 1 { "" } else { "s" }
+        );
+        for v in &self.violations {
+            msg.push_str("\n- ");
+            msg.push_str(&v.line());
+        }
+        msg
+    }
+
+    /// `would deny: ...` for each Audit violation.
+    pub fn audit_warnings(&self) -> Vec<String> {
+        self.audit.iter().map(|v| format!("would deny: {}", v.line())).collect()
+    }
+
+    /// The policies named in the decision (for metrics), sorted.
+    pub fn policies(&self) -> BTreeSet<&str> {
+        self.violations
+            .iter()
+            .chain(&self.audit)
+            .map(|v| v.policy.as_str())
+            .collect()
+    }
+}
+
+/// The name of the built-in policy that refuses unparseable references.
+pub const BUILTIN_POLICY: &str = "imagegate";
+
+/// Judges every container image of `workload` against every policy that governs it.
+pub fn decide(policies: &PolicySet, workload: &Workload, _facts: &Facts) -> Decision {
+    let mut decision = Decision::default();
+    let applicable: Vec<&Policy> = policies
+        .policies
+        .iter()
+        .filter(|p| p.applies_to_namespace(&workload.namespace))
+        .collect();
+    for container in &workload.containers {
+        let image = match ImageRef::parse(&container.image) {
+            Ok(image) => image,
+            Err(e) => {
+                // The pod would end in InvalidImageName whatever the policies say.
+                decision.violations.push(Violation {
+                    policy: BUILTIN_POLICY.into(),
+                    mode: Mode::Enforce,
+                    rule: Rule::Reference,
+                    container: container.clone(),
+                    message: rules::invalid_reference(&e),
+                });
+                continue;
+            }
+        };
+        for policy in &applicable {
+            if !policy.images.matches(&image) || policy.exclude_images.matches(&image) {
+                continue;
+            }
+            for (rule, message) in rules::check(policy, &image) {
+                let message = match &policy.message {
+                    Some(extra) => format!("{message} {extra}"),
+                    None => message,
+                };
+                let v = Violation {
+                    policy: policy.name.clone(),
+                    mode: policy.mode,
+                    rule,
+                    container: container.clone(),
+                    message,
+                };
+                match policy.mode {
+                    Mode::Enforce => decision.violations.push(v),
+                    Mode::Audit => decision.audit.push(v),
+                }
+            }
+        }
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests;

@@ -110,6 +110,11 @@ impl PatternSet {
         self.patterns.is_empty()
     }
 
+    /// The patterns as written, for messages.
+    pub fn sources(&self) -> Vec<&str> {
+        self.patterns.iter().map(ImagePattern::source).collect()
+    }
+
     /// The first pattern (in the order written) that matches the image, if any.
     pub fn first_match(&self, image: &ImageRef) -> Option<&ImagePattern> {
         if self.patterns.is_empty() {

@@ -1,0 +1,102 @@
+//! The static image rules: each returns what is wrong and what to do about it.
+
+use std::fmt;
+
+use crate::policy::Policy;
+use crate::reference::{IMPLICIT_TAG, ImageRef, ReferenceError};
+
+/// A rule, named as in the policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// Built in: the reference does not parse.
+    Reference,
+    RegistriesAllow,
+    BlockedImages,
+    TagsRequireDigest,
+    TagsForbid,
+    TagsAllow,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Reference => "reference",
+            Rule::RegistriesAllow => "registries.allow",
+            Rule::BlockedImages => "blockedImages",
+            Rule::TagsRequireDigest => "tags.requireDigest",
+            Rule::TagsForbid => "tags.forbid",
+            Rule::TagsAllow => "tags.allow",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub(super) fn invalid_reference(e: &ReferenceError) -> String {
+    format!("not a valid image reference: {e}; the pod would fail with InvalidImageName")
+}
+
+/// Every static rule of `policy` that `image` breaks.
+pub(super) fn check(policy: &Policy, image: &ImageRef) -> Vec<(Rule, String)> {
+    let mut out = Vec::new();
+    if !policy.registries_allow.is_empty() && !policy.registries_allow.matches(image) {
+        out.push((
+            Rule::RegistriesAllow,
+            format!(
+                "registry \"{}\" is not allowed here; allowed: {}. Push the image to an allowed registry (or use its mirror there)",
+                image.registry(),
+                policy.registries_allow.sources().join(", ")
+            ),
+        ));
+    }
+    if let Some(p) = policy.blocked_images.first_match(image) {
+        out.push((
+            Rule::BlockedImages,
+            format!(
+                "{} is blocked (pattern \"{}\"); use another image or version",
+                image.name(),
+                p.source()
+            ),
+        ));
+    }
+    if policy.require_digest && image.digest().is_none() {
+        out.push((
+            Rule::TagsRequireDigest,
+            format!(
+                "a digest is required; pin the image as {}:{}@sha256:<digest> (`crane digest` or `docker buildx imagetools inspect` prints it)",
+                image.name(),
+                image.tag().unwrap_or(IMPLICIT_TAG)
+            ),
+        ));
+    }
+    if let Some(tag) = image.tag() {
+        if let Some((pattern, _)) = policy.tags_forbid.iter().find(|(_, m)| m.is_match(tag)) {
+            let what = if image.is_implicit_latest() {
+                format!("no tag means \"{IMPLICIT_TAG}\", which is forbidden")
+            } else {
+                format!("tag \"{tag}\" is forbidden (pattern \"{pattern}\")")
+            };
+            out.push((
+                Rule::TagsForbid,
+                format!(
+                    "{what}: a mutable tag lets nodes run different code under one name; use a release tag or a digest"
+                ),
+            ));
+        }
+        if !policy.tags_allow.is_empty() && !policy.tags_allow.iter().any(|re| re.is_match(tag)) {
+            let allowed: Vec<&str> = policy.tags_allow.iter().map(|re| re.as_str()).collect();
+            out.push((
+                Rule::TagsAllow,
+                format!(
+                    "tag \"{tag}\" matches none of the allowed tag patterns ({}); use a release tag",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    out
+}
