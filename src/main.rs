@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    imagegate::cli::run()
+}

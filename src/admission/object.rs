@@ -94,10 +94,12 @@ impl Workload {
         let Some(pointer) = pod_spec_pointer(group, kind) else {
             return Ok(None);
         };
-        let spec_value = object.pointer(pointer).ok_or_else(|| ObjectError::NoPodSpec {
-            kind: kind.to_string(),
-            pointer,
-        })?;
+        let spec_value = object
+            .pointer(pointer)
+            .ok_or_else(|| ObjectError::NoPodSpec {
+                kind: kind.to_string(),
+                pointer,
+            })?;
         let pod_spec = PodSpec::deserialize(spec_value).map_err(|e| ObjectError::Malformed {
             kind: kind.to_string(),
             pointer,
@@ -119,7 +121,12 @@ impl Workload {
             push(ContainerKind::Container, i, &c.name, c.image.as_ref());
         }
         for (i, c) in pod_spec.ephemeral_containers.iter().flatten().enumerate() {
-            push(ContainerKind::EphemeralContainer, i, &c.name, c.image.as_ref());
+            push(
+                ContainerKind::EphemeralContainer,
+                i,
+                &c.name,
+                c.image.as_ref(),
+            );
         }
         let name = object
             .pointer("/metadata/name")
@@ -187,43 +194,114 @@ mod tests {
     fn finds_the_pod_spec_of_every_covered_kind() {
         let spec = pod_spec();
         let table = [
-            ("", "Pod", json!({"metadata": {"name": "p"}, "spec": spec}), "/spec"),
-            ("apps", "Deployment", json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": spec}}}), "/spec/template/spec"),
-            ("apps", "StatefulSet", json!({"spec": {"template": {"spec": spec}}}), "/spec/template/spec"),
-            ("apps", "DaemonSet", json!({"spec": {"template": {"spec": spec}}}), "/spec/template/spec"),
-            ("apps", "ReplicaSet", json!({"spec": {"template": {"spec": spec}}}), "/spec/template/spec"),
-            ("", "ReplicationController", json!({"spec": {"template": {"spec": spec}}}), "/spec/template/spec"),
-            ("batch", "Job", json!({"spec": {"template": {"spec": spec}}}), "/spec/template/spec"),
-            ("batch", "CronJob", json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}), "/spec/jobTemplate/spec/template/spec"),
+            (
+                "",
+                "Pod",
+                json!({"metadata": {"name": "p"}, "spec": spec}),
+                "/spec",
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": spec}}}),
+                "/spec/template/spec",
+            ),
+            (
+                "apps",
+                "StatefulSet",
+                json!({"spec": {"template": {"spec": spec}}}),
+                "/spec/template/spec",
+            ),
+            (
+                "apps",
+                "DaemonSet",
+                json!({"spec": {"template": {"spec": spec}}}),
+                "/spec/template/spec",
+            ),
+            (
+                "apps",
+                "ReplicaSet",
+                json!({"spec": {"template": {"spec": spec}}}),
+                "/spec/template/spec",
+            ),
+            (
+                "",
+                "ReplicationController",
+                json!({"spec": {"template": {"spec": spec}}}),
+                "/spec/template/spec",
+            ),
+            (
+                "batch",
+                "Job",
+                json!({"spec": {"template": {"spec": spec}}}),
+                "/spec/template/spec",
+            ),
+            (
+                "batch",
+                "CronJob",
+                json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}),
+                "/spec/jobTemplate/spec/template/spec",
+            ),
         ];
         for (group, kind, object, pointer) in table {
-            let w = Workload::from_object(group, kind, "ns", &object).unwrap().unwrap();
+            let w = Workload::from_object(group, kind, "ns", &object)
+                .unwrap()
+                .unwrap();
             assert_eq!(w.pod_spec_pointer, pointer, "{kind}");
-            let got: Vec<_> = w.containers.iter().map(|c| (c.name.as_str(), c.image.as_str(), c.pointer.clone())).collect();
+            let got: Vec<_> = w
+                .containers
+                .iter()
+                .map(|c| (c.name.as_str(), c.image.as_str(), c.pointer.clone()))
+                .collect();
             assert_eq!(
                 got,
                 [
-                    ("init", "busybox:1.36", format!("{pointer}/initContainers/0/image")),
+                    (
+                        "init",
+                        "busybox:1.36",
+                        format!("{pointer}/initContainers/0/image")
+                    ),
                     ("app", "nginx:1.25", format!("{pointer}/containers/0/image")),
                     ("side", "envoy:v1", format!("{pointer}/containers/1/image")),
-                    ("debug", "busybox", format!("{pointer}/ephemeralContainers/0/image")),
+                    (
+                        "debug",
+                        "busybox",
+                        format!("{pointer}/ephemeralContainers/0/image")
+                    ),
                 ],
                 "{kind}"
             );
             // Every pointer really leads to the image.
             for c in &w.containers {
-                assert_eq!(object.pointer(&c.pointer).and_then(Value::as_str), Some(c.image.as_str()));
+                assert_eq!(
+                    object.pointer(&c.pointer).and_then(Value::as_str),
+                    Some(c.image.as_str())
+                );
             }
         }
     }
 
     #[test]
     fn other_kinds_are_not_governed_and_broken_specs_are_errors() {
-        assert!(Workload::from_object("", "ConfigMap", "ns", &json!({})).unwrap().is_none());
-        assert!(Workload::from_object("apps", "Pod", "ns", &json!({})).unwrap().is_none());
-        let err = Workload::from_object("apps", "Deployment", "ns", &json!({"spec": {}})).unwrap_err();
-        assert!(err.to_string().contains("no pod spec at /spec/template/spec"), "{err}");
-        let err = Workload::from_object("", "Pod", "ns", &json!({"spec": {"containers": "x"}})).unwrap_err();
+        assert!(
+            Workload::from_object("", "ConfigMap", "ns", &json!({}))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Workload::from_object("apps", "Pod", "ns", &json!({}))
+                .unwrap()
+                .is_none()
+        );
+        let err =
+            Workload::from_object("apps", "Deployment", "ns", &json!({"spec": {}})).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no pod spec at /spec/template/spec"),
+            "{err}"
+        );
+        let err = Workload::from_object("", "Pod", "ns", &json!({"spec": {"containers": "x"}}))
+            .unwrap_err();
         assert!(err.to_string().contains("malformed"), "{err}");
     }
 
@@ -232,8 +310,12 @@ mod tests {
         let old = json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.25"}, {"name": "side", "image": "envoy:v1"}]}});
         let new = json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}, {"name": "side", "image": "envoy:v1"}],
                                   "ephemeralContainers": [{"name": "debug", "image": "busybox"}]}});
-        let old = Workload::from_object("", "Pod", "ns", &old).unwrap().unwrap();
-        let mut w = Workload::from_object("", "Pod", "ns", &new).unwrap().unwrap();
+        let old = Workload::from_object("", "Pod", "ns", &old)
+            .unwrap()
+            .unwrap();
+        let mut w = Workload::from_object("", "Pod", "ns", &new)
+            .unwrap()
+            .unwrap();
         w.retain_changed(&old);
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["app", "debug"]);
@@ -245,9 +327,20 @@ mod tests {
     #[test]
     fn namespace_comes_from_the_object_or_the_request() {
         let o = json!({"metadata": {"name": "p", "namespace": "team"}, "spec": {"containers": []}});
-        assert_eq!(Workload::from_object("", "Pod", "req", &o).unwrap().unwrap().namespace, "team");
+        assert_eq!(
+            Workload::from_object("", "Pod", "req", &o)
+                .unwrap()
+                .unwrap()
+                .namespace,
+            "team"
+        );
         let o = json!({"metadata": {"generateName": "web-"}, "spec": {"containers": []}});
-        let w = Workload::from_object("", "Pod", "req", &o).unwrap().unwrap();
-        assert_eq!((w.namespace.as_str(), w.describe().as_str()), ("req", "Pod \"web-\""));
+        let w = Workload::from_object("", "Pod", "req", &o)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (w.namespace.as_str(), w.describe().as_str()),
+            ("req", "Pod \"web-\"")
+        );
     }
 }

@@ -28,7 +28,9 @@ pub const MAX_WARNINGS_TOTAL: usize = 4096;
 pub enum ReviewError {
     #[error("the body is not a valid AdmissionReview: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("expected apiVersion {API_VERSION} and kind {KIND}, got apiVersion {api_version:?} and kind {kind:?}")]
+    #[error(
+        "expected apiVersion {API_VERSION} and kind {KIND}, got apiVersion {api_version:?} and kind {kind:?}"
+    )]
     Version { api_version: String, kind: String },
     #[error("the AdmissionReview has no request")]
     NoRequest,
@@ -82,7 +84,12 @@ pub fn workload(request: &Request) -> Result<Option<Workload>, ReviewError> {
                 .clone()
                 .or_else(|| object.metadata.generate_name.clone())
                 .unwrap_or_default();
-            if let Some(ns) = object.metadata.namespace.as_deref().filter(|n| !n.is_empty()) {
+            if let Some(ns) = object
+                .metadata
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+            {
                 w.namespace = ns.to_string();
             }
         }
@@ -182,7 +189,9 @@ pub fn limit_warnings(warnings: Vec<String>) -> Vec<String> {
     }
     let left = total_count - out.len();
     if left > 0 {
-        out.push(format!("... and {left} more warning(s) not shown; see the imagegate log"));
+        out.push(format!(
+            "... and {left} more warning(s) not shown; see the imagegate log"
+        ));
     }
     out
 }
@@ -205,7 +214,8 @@ mod tests {
     use serde_json::{Value, json};
 
     fn review(request: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request})).unwrap()
+        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}))
+            .unwrap()
     }
 
     fn pod_request(operation: &str, object: Value, old: Value, sub: Option<&str>) -> Value {
@@ -224,7 +234,11 @@ mod tests {
     }
 
     fn pod(images: &[(&str, &str)], ephemeral: &[(&str, &str)]) -> Value {
-        let c = |l: &[(&str, &str)]| l.iter().map(|(n, i)| json!({"name": n, "image": i})).collect::<Vec<_>>();
+        let c = |l: &[(&str, &str)]| {
+            l.iter()
+                .map(|(n, i)| json!({"name": n, "image": i}))
+                .collect::<Vec<_>>()
+        };
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "team"},
                "spec": {"containers": c(images), "ephemeralContainers": c(ephemeral)}})
     }
@@ -242,7 +256,11 @@ mod tests {
         ];
         for (body, fragment) in table {
             let err = parse(body).unwrap_err().to_string();
-            assert!(err.contains(fragment), "{}: {err}", String::from_utf8_lossy(body));
+            assert!(
+                err.contains(fragment),
+                "{}: {err}",
+                String::from_utf8_lossy(body)
+            );
         }
         let mut r = pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None);
         r["uid"] = json!("");
@@ -252,47 +270,120 @@ mod tests {
     #[test]
     fn reads_the_workload_of_create_update_and_ephemeral_requests() {
         let old = pod(&[("app", "nginx:1"), ("side", "envoy:1")], &[]);
-        let new = pod(&[("app", "nginx:2"), ("side", "envoy:1")], &[("dbg", "busybox")]);
+        let new = pod(
+            &[("app", "nginx:2"), ("side", "envoy:1")],
+            &[("dbg", "busybox")],
+        );
         // (operation, object, old object, subresource, images judged)
         let table: Vec<(&str, Value, Value, Option<&str>, Option<Vec<&str>>)> = vec![
-            ("CREATE", new.clone(), Value::Null, None, Some(vec!["nginx:2", "envoy:1", "busybox"])),
-            ("UPDATE", new.clone(), old.clone(), None, Some(vec!["nginx:2", "busybox"])),
-            ("UPDATE", new.clone(), old.clone(), Some("ephemeralcontainers"), Some(vec!["busybox"])),
-            ("UPDATE", new.clone(), new.clone(), Some("ephemeralcontainers"), Some(vec![])),
+            (
+                "CREATE",
+                new.clone(),
+                Value::Null,
+                None,
+                Some(vec!["nginx:2", "envoy:1", "busybox"]),
+            ),
+            (
+                "UPDATE",
+                new.clone(),
+                old.clone(),
+                None,
+                Some(vec!["nginx:2", "busybox"]),
+            ),
+            (
+                "UPDATE",
+                new.clone(),
+                old.clone(),
+                Some("ephemeralcontainers"),
+                Some(vec!["busybox"]),
+            ),
+            (
+                "UPDATE",
+                new.clone(),
+                new.clone(),
+                Some("ephemeralcontainers"),
+                Some(vec![]),
+            ),
             ("UPDATE", new.clone(), old.clone(), Some("status"), None),
             ("DELETE", Value::Null, old.clone(), None, None),
         ];
         for (op, object, old, sub, expected) in table {
             let req = parse(&review(pod_request(op, object, old, sub))).unwrap();
             let w = workload(&req).unwrap();
-            let images = w.map(|w| w.containers.into_iter().map(|c| c.image).collect::<Vec<_>>());
-            assert_eq!(images, expected.map(|v| v.into_iter().map(String::from).collect()), "{op} {sub:?}");
+            let images = w.map(|w| {
+                w.containers
+                    .into_iter()
+                    .map(|c| c.image)
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(
+                images,
+                expected.map(|v| v.into_iter().map(String::from).collect()),
+                "{op} {sub:?}"
+            );
         }
-        let req = parse(&review(pod_request("CREATE", Value::Null, Value::Null, None))).unwrap();
-        assert!(workload(&req).unwrap_err().to_string().contains("no object"));
+        let req = parse(&review(pod_request(
+            "CREATE",
+            Value::Null,
+            Value::Null,
+            None,
+        )))
+        .unwrap();
+        assert!(
+            workload(&req)
+                .unwrap_err()
+                .to_string()
+                .contains("no object")
+        );
     }
 
     #[test]
     fn replies_follow_the_v1_contract() {
-        let req = parse(&review(pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None))).unwrap();
+        let req = parse(&review(pod_request(
+            "CREATE",
+            pod(&[("a", "x")], &[]),
+            Value::Null,
+            None,
+        )))
+        .unwrap();
         let to_json = |r: Review| serde_json::from_slice::<Value>(&encode(&r)).unwrap();
         let allow = to_json(respond(&req, Answer::allow()));
         assert_eq!(allow["apiVersion"], API_VERSION);
         assert_eq!(allow["kind"], KIND);
-        assert_eq!(allow["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(
+            allow["response"]["uid"],
+            "705ab4f5-6393-11e8-b7cc-42010a800002"
+        );
         assert_eq!(allow["response"]["allowed"], true);
-        assert!(allow["response"].get("patch").is_none() && allow["response"].get("patchType").is_none());
+        assert!(
+            allow["response"].get("patch").is_none()
+                && allow["response"].get("patchType").is_none()
+        );
         assert!(allow["response"].get("warnings").is_none());
 
-        let deny = Answer { allowed: false, message: "no".into(), warnings: vec!["w".into()], ..Answer::default() };
+        let deny = Answer {
+            allowed: false,
+            message: "no".into(),
+            warnings: vec!["w".into()],
+            ..Answer::default()
+        };
         let deny = to_json(respond(&req, deny));
         assert_eq!(deny["response"]["allowed"], false);
         assert_eq!(deny["response"]["status"]["code"], 403);
         assert_eq!(deny["response"]["status"]["message"], "no");
         assert_eq!(deny["response"]["warnings"], json!(["w"]));
 
-        let patch: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/spec/containers/0/image", "value": "y"}])).unwrap();
-        let mutate = to_json(respond(&req, Answer { patch: Some(patch), ..Answer::allow() }));
+        let patch: json_patch::Patch = serde_json::from_value(
+            json!([{"op": "replace", "path": "/spec/containers/0/image", "value": "y"}]),
+        )
+        .unwrap();
+        let mutate = to_json(respond(
+            &req,
+            Answer {
+                patch: Some(patch),
+                ..Answer::allow()
+            },
+        ));
         assert_eq!(mutate["response"]["patchType"], "JSONPatch");
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -306,7 +397,10 @@ mod tests {
     fn warnings_fit_the_api_server_limits() {
         let long = "é".repeat(300);
         let out = limit_warnings(vec![long.clone(); 40]);
-        assert!(out.iter().all(|w| w.len() <= MAX_WARNING_LEN), "each within 256");
+        assert!(
+            out.iter().all(|w| w.len() <= MAX_WARNING_LEN),
+            "each within 256"
+        );
         assert!(out.iter().map(String::len).sum::<usize>() <= MAX_WARNINGS_TOTAL);
         assert!(out.last().unwrap().contains("more warning(s) not shown"));
         assert!(out[0].ends_with("..."));

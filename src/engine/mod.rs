@@ -79,7 +79,10 @@ impl Decision {
 
     /// `would deny: ...` for each Audit violation.
     pub fn audit_warnings(&self) -> Vec<String> {
-        self.audit.iter().map(|v| format!("would deny: {}", v.line())).collect()
+        self.audit
+            .iter()
+            .map(|v| format!("would deny: {}", v.line()))
+            .collect()
     }
 
     /// The policies named in the decision (for metrics), sorted.

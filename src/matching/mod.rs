@@ -58,7 +58,9 @@ impl ImagePattern {
         if name == "*" {
             return Err(PatternError::MatchesNothing(source.to_string()));
         }
-        let tag = tag.map(|t| glob(&t).map(|g| g.compile_matcher())).transpose()?;
+        let tag = tag
+            .map(|t| glob(&t).map(|g| g.compile_matcher()))
+            .transpose()?;
         glob(&name)?;
         Ok(ImagePattern {
             source: source.to_string(),
@@ -123,10 +125,12 @@ impl PatternSet {
         let name = image.name();
         let mut hits = self.names.matches(&name);
         hits.sort_unstable();
-        hits.into_iter().map(|i| &self.patterns[i]).find(|p| match &p.tag {
-            None => true,
-            Some(tag) => image.tag().is_some_and(|t| tag.is_match(t)),
-        })
+        hits.into_iter()
+            .map(|i| &self.patterns[i])
+            .find(|p| match &p.tag {
+                None => true,
+                Some(tag) => image.tag().is_some_and(|t| tag.is_match(t)),
+            })
     }
 
     pub fn matches(&self, image: &ImageRef) -> bool {
@@ -316,13 +320,43 @@ mod tests {
             ("nginx:1.*", Image, "nginx", false),
             ("vulnerable-image:*", Image, "vulnerable-image:3", true),
             ("vulnerable-image:*", Image, "vulnerable-image", true),
-            ("harbor.example.com/**", Image, "harbor.example.com/proj/app:1", true),
-            ("harbor.example.com/**", Image, "harbor.example.com.evil.com/proj/app", false),
-            ("harbor.example.com/**", Image, "evil.com/harbor.example.com/app", false),
-            ("Harbor.Example.com/proj/*", Image, "harbor.example.com/proj/app", true),
-            ("*.example.com/**", Image, "harbor.example.com/proj/app", true),
+            (
+                "harbor.example.com/**",
+                Image,
+                "harbor.example.com/proj/app:1",
+                true,
+            ),
+            (
+                "harbor.example.com/**",
+                Image,
+                "harbor.example.com.evil.com/proj/app",
+                false,
+            ),
+            (
+                "harbor.example.com/**",
+                Image,
+                "evil.com/harbor.example.com/app",
+                false,
+            ),
+            (
+                "Harbor.Example.com/proj/*",
+                Image,
+                "harbor.example.com/proj/app",
+                true,
+            ),
+            (
+                "*.example.com/**",
+                Image,
+                "harbor.example.com/proj/app",
+                true,
+            ),
             ("*.example.com/**", Image, "example.com/proj/app", false),
-            ("*.example.com/**", Image, "harbor.example.com.evil.com/app", false),
+            (
+                "*.example.com/**",
+                Image,
+                "harbor.example.com.evil.com/app",
+                false,
+            ),
             ("localhost:5000/**", Image, "localhost:5000/app", true),
             ("localhost:5000/**", Image, "localhost:5001/app", false),
             ("**/nginx", Image, "ghcr.io/nginx", true),
@@ -333,20 +367,45 @@ mod tests {
             ("myregistry.io", Registry, "myregistry.io/x", true),
             ("myregistry.io", Registry, "myregistry.io.evil.com/x", false),
             ("myregistry.io", Registry, "myregistry.io/a/b/c", true),
-            ("myregistry.io/**", Registry, "myregistry.io.evil.com/x", false),
-            ("myregistry.io/team/**", Registry, "myregistry.io/team/app", true),
-            ("myregistry.io/team/**", Registry, "myregistry.io/teamx/app", false),
-            ("myregistry.io/team/**", Registry, "myregistry.io/other/team/app", false),
+            (
+                "myregistry.io/**",
+                Registry,
+                "myregistry.io.evil.com/x",
+                false,
+            ),
+            (
+                "myregistry.io/team/**",
+                Registry,
+                "myregistry.io/team/app",
+                true,
+            ),
+            (
+                "myregistry.io/team/**",
+                Registry,
+                "myregistry.io/teamx/app",
+                false,
+            ),
+            (
+                "myregistry.io/team/**",
+                Registry,
+                "myregistry.io/other/team/app",
+                false,
+            ),
             ("docker.io", Registry, "nginx", true),
             ("index.docker.io", Registry, "nginx", true),
-            ("registry.k8s.io/**", Registry, "registry.k8s.io/pause:3.9", true),
+            (
+                "registry.k8s.io/**",
+                Registry,
+                "registry.k8s.io/pause:3.9",
+                true,
+            ),
             ("registry.k8s.io/**", Registry, "k8s.gcr.io/pause", false),
             ("harbor:8443", Registry, "harbor:8443/p/a", true),
             ("harbor:8443", Registry, "harbor:84430/p/a", false),
         ];
         for (pattern, kind, image, expected) in table {
-            let p = ImagePattern::parse(pattern, *kind)
-                .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            let p =
+                ImagePattern::parse(pattern, *kind).unwrap_or_else(|e| panic!("{pattern}: {e}"));
             let set = PatternSet::new(vec![p]).unwrap();
             assert_eq!(
                 set.matches(&img(image)),
@@ -360,8 +419,16 @@ mod tests {
     fn refuses_bad_patterns_with_advice() {
         use PatternKind::*;
         let table: &[(&str, PatternKind, &str)] = &[
-            ("https://harbor.example.com", Registry, "takes a host, not a URL: write `harbor.example.com/**`"),
-            ("http://harbor.example.com/proj/**", Registry, "write `harbor.example.com/proj/**`"),
+            (
+                "https://harbor.example.com",
+                Registry,
+                "takes a host, not a URL: write `harbor.example.com/**`",
+            ),
+            (
+                "http://harbor.example.com/proj/**",
+                Registry,
+                "write `harbor.example.com/proj/**`",
+            ),
             ("https://harbor.example.com/app", Image, "not a URL"),
             ("harbor.example.com/proj/app:v1", Registry, "takes no tag"),
             ("nginx@sha256:abc", Image, "not digests"),
@@ -373,7 +440,10 @@ mod tests {
         ];
         for (pattern, kind, fragment) in table {
             let err = ImagePattern::parse(pattern, *kind).unwrap_err().to_string();
-            assert!(err.contains(fragment), "{pattern:?}: {err:?} lacks {fragment:?}");
+            assert!(
+                err.contains(fragment),
+                "{pattern:?}: {err:?} lacks {fragment:?}"
+            );
         }
     }
 
@@ -385,15 +455,26 @@ mod tests {
             ImagePattern::parse("**", PatternKind::Image).unwrap(),
         ])
         .unwrap();
-        assert_eq!(set.first_match(&img("nginx:1.2")).unwrap().source(), "nginx:1.*");
+        assert_eq!(
+            set.first_match(&img("nginx:1.2")).unwrap().source(),
+            "nginx:1.*"
+        );
         assert_eq!(set.first_match(&img("nginx:2")).unwrap().source(), "**");
-        assert_eq!(set.first_match(&img("ghcr.io/a/b")).unwrap().source(), "ghcr.io/**");
+        assert_eq!(
+            set.first_match(&img("ghcr.io/a/b")).unwrap().source(),
+            "ghcr.io/**"
+        );
     }
 
     #[test]
     fn name_sets_match_namespaces() {
         let set = NameSet::new(["prod-*", "payments"]).unwrap();
-        for (ns, expected) in [("prod-eu", true), ("payments", true), ("dev", false), ("prod", false)] {
+        for (ns, expected) in [
+            ("prod-eu", true),
+            ("payments", true),
+            ("dev", false),
+            ("prod", false),
+        ] {
             assert_eq!(set.is_match(ns), expected, "{ns}");
         }
         assert!(NameSet::default().is_empty());

@@ -72,7 +72,11 @@ impl PolicySet {
                 if let Some(policy) = c.policy(doc) {
                     let here = policy.origin.clone();
                     if let Some(first) = seen.insert(policy.name.clone(), here) {
-                        let line = policy.origin.rsplit(':').next().and_then(|l| l.parse().ok());
+                        let line = policy
+                            .origin
+                            .rsplit(':')
+                            .next()
+                            .and_then(|l| l.parse().ok());
                         errors.push(PolicyError {
                             file: source.path.clone(),
                             line,
@@ -105,7 +109,10 @@ impl PolicySet {
 fn first_line(msg: &str) -> String {
     let line = msg.lines().next().unwrap_or(msg).trim();
     let line = line.strip_prefix("error: ").unwrap_or(line);
-    match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+    match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
         Some((position, rest)) if position.contains("column") => rest.to_string(),
         _ => line.to_string(),
     }
@@ -137,7 +144,11 @@ impl Checker<'_> {
             self.error(&doc.api_version, "apiVersion".into(), msg);
         }
         if doc.kind.value != spec::KIND {
-            let msg = format!("unsupported kind `{}`: expected `{}`", doc.kind.value, spec::KIND);
+            let msg = format!(
+                "unsupported kind `{}`: expected `{}`",
+                doc.kind.value,
+                spec::KIND
+            );
             self.error(&doc.kind, "kind".into(), msg);
         }
         let name = &doc.metadata.name;
@@ -161,22 +172,30 @@ impl Checker<'_> {
             ])
             .expect("`**` compiles"),
         };
-        let exclude_images = self.patterns(&s.exclude_images, "spec.excludeImages", PatternKind::Image);
+        let exclude_images =
+            self.patterns(&s.exclude_images, "spec.excludeImages", PatternKind::Image);
         let registries_allow = match &s.registries {
             Some(r) => self.patterns(&r.allow, "spec.registries.allow", PatternKind::Registry),
             None => PatternSet::default(),
         };
-        let blocked_images = self.patterns(&s.blocked_images, "spec.blockedImages", PatternKind::Image);
+        let blocked_images =
+            self.patterns(&s.blocked_images, "spec.blockedImages", PatternKind::Image);
         let tags = s.tags.unwrap_or_default();
         let mut tags_forbid = Vec::new();
         for (i, t) in tags.forbid.iter().enumerate() {
             let field = format!("spec.tags.forbid[{i}]");
             if t.value.contains('/') || t.value.contains('@') {
-                self.error(t, field, "a tag pattern takes a tag (`latest`, `*-dev`), not an image");
+                self.error(
+                    t,
+                    field,
+                    "a tag pattern takes a tag (`latest`, `*-dev`), not an image",
+                );
                 continue;
             }
             match globset::Glob::new(&t.value) {
-                Ok(g) if !t.value.is_empty() => tags_forbid.push((t.value.clone(), g.compile_matcher())),
+                Ok(g) if !t.value.is_empty() => {
+                    tags_forbid.push((t.value.clone(), g.compile_matcher()))
+                }
                 Ok(_) => self.error(t, field, "the pattern is empty"),
                 Err(e) => self.error(t, field, format!("invalid glob: {}", e.kind())),
             }
@@ -186,7 +205,10 @@ impl Checker<'_> {
             match Regex::new(&t.value) {
                 Ok(re) => tags_allow.push(re),
                 Err(e) => {
-                    let msg = format!("invalid regular expression: {}", e.to_string().replace('\n', " "));
+                    let msg = format!(
+                        "invalid regular expression: {}",
+                        e.to_string().replace('\n', " ")
+                    );
                     self.error(t, format!("spec.tags.allow[{i}]"), msg);
                 }
             }
@@ -237,7 +259,8 @@ impl Checker<'_> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -329,7 +352,11 @@ spec: {}
             ),
             (
                 "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec: {}\n---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec: {}\n",
-                &[(10, "metadata.name", "duplicate policy name `p`: already defined at policies/p.yaml:4")],
+                &[(
+                    10,
+                    "metadata.name",
+                    "duplicate policy name `p`: already defined at policies/p.yaml:4",
+                )],
             ),
             ("a: [", &[(1, "", "")]),
         ];
@@ -351,13 +378,22 @@ spec: {}
     #[test]
     fn errors_across_files_are_reported_together() {
         let sources = load_sources(&[
-            ("a.yaml", "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: a\nspec:\n  unknownField: 1\n"),
-            ("b.yaml", "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: b\nspec:\n  registries:\n    allow: ['http://r.example.com']\n"),
+            (
+                "a.yaml",
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: a\nspec:\n  unknownField: 1\n",
+            ),
+            (
+                "b.yaml",
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: b\nspec:\n  registries:\n    allow: ['http://r.example.com']\n",
+            ),
         ]);
         let errors = PolicySet::compile(&sources).unwrap_err();
         let text = errors.to_string();
         assert!(text.starts_with("2 errors"), "{text}");
         assert!(text.contains("a.yaml:6"), "{text}");
-        assert!(text.contains("b.yaml:7: spec.registries.allow[0]: a registry pattern takes a host"), "{text}");
+        assert!(
+            text.contains("b.yaml:7: spec.registries.allow[0]: a registry pattern takes a host"),
+            "{text}"
+        );
     }
 }

@@ -158,55 +158,203 @@ mod tests {
     const D64: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     /// (input, Ok((registry, repository, tag, digest, implicit)) | Err(fragment of the message))
-    type Expect = Result<(&'static str, &'static str, Option<&'static str>, bool, bool), &'static str>;
+    type Expect =
+        Result<(&'static str, &'static str, Option<&'static str>, bool, bool), &'static str>;
 
     fn cases() -> Vec<(String, Expect)> {
         let ok = |r, p, t, d, i| Ok((r, p, t, d, i));
         let s = |x: &str| x.to_string();
         vec![
             // Docker Hub normalization.
-            (s("nginx"), ok("docker.io", "library/nginx", Some("latest"), false, true)),
-            (s("nginx:1.25"), ok("docker.io", "library/nginx", Some("1.25"), false, false)),
-            (s("nginx:latest"), ok("docker.io", "library/nginx", Some("latest"), false, false)),
-            (s("library/nginx"), ok("docker.io", "library/nginx", Some("latest"), false, true)),
-            (s("docker.io/nginx"), ok("docker.io", "library/nginx", Some("latest"), false, true)),
-            (s("docker.io/library/nginx:1"), ok("docker.io", "library/nginx", Some("1"), false, false)),
-            (s("index.docker.io/nginx"), ok("docker.io", "library/nginx", Some("latest"), false, true)),
-            (s("index.docker.io/bitnami/redis:7"), ok("docker.io", "bitnami/redis", Some("7"), false, false)),
-            (s("bitnami/redis"), ok("docker.io", "bitnami/redis", Some("latest"), false, true)),
-            (s("a/b/c/d"), ok("docker.io", "a/b/c/d", Some("latest"), false, true)),
-            (s("jmalloc/echo-server"), ok("docker.io", "jmalloc/echo-server", Some("latest"), false, true)),
+            (
+                s("nginx"),
+                ok("docker.io", "library/nginx", Some("latest"), false, true),
+            ),
+            (
+                s("nginx:1.25"),
+                ok("docker.io", "library/nginx", Some("1.25"), false, false),
+            ),
+            (
+                s("nginx:latest"),
+                ok("docker.io", "library/nginx", Some("latest"), false, false),
+            ),
+            (
+                s("library/nginx"),
+                ok("docker.io", "library/nginx", Some("latest"), false, true),
+            ),
+            (
+                s("docker.io/nginx"),
+                ok("docker.io", "library/nginx", Some("latest"), false, true),
+            ),
+            (
+                s("docker.io/library/nginx:1"),
+                ok("docker.io", "library/nginx", Some("1"), false, false),
+            ),
+            (
+                s("index.docker.io/nginx"),
+                ok("docker.io", "library/nginx", Some("latest"), false, true),
+            ),
+            (
+                s("index.docker.io/bitnami/redis:7"),
+                ok("docker.io", "bitnami/redis", Some("7"), false, false),
+            ),
+            (
+                s("bitnami/redis"),
+                ok("docker.io", "bitnami/redis", Some("latest"), false, true),
+            ),
+            (
+                s("a/b/c/d"),
+                ok("docker.io", "a/b/c/d", Some("latest"), false, true),
+            ),
+            (
+                s("jmalloc/echo-server"),
+                ok(
+                    "docker.io",
+                    "jmalloc/echo-server",
+                    Some("latest"),
+                    false,
+                    true,
+                ),
+            ),
             // Hosts, ports, localhost.
-            (s("localhost/app"), ok("localhost", "app", Some("latest"), false, true)),
-            (s("localhost:5000/app:v1"), ok("localhost:5000", "app", Some("v1"), false, false)),
-            (s("127.0.0.1:5000/team/app"), ok("127.0.0.1:5000", "team/app", Some("latest"), false, true)),
-            (s("registry.k8s.io/pause:3.9"), ok("registry.k8s.io", "pause", Some("3.9"), false, false)),
-            (s("ghcr.io/org/repo/sub:tag"), ok("ghcr.io", "org/repo/sub", Some("tag"), false, false)),
-            (s("harbor.example.com:8443/proj/app:1.0.0"), ok("harbor.example.com:8443", "proj/app", Some("1.0.0"), false, false)),
-            (s("Harbor.Example.COM/proj/app"), ok("harbor.example.com", "proj/app", Some("latest"), false, true)),
-            (s("my-registry.io/x"), ok("my-registry.io", "x", Some("latest"), false, true)),
-            (s("host:5000/x"), ok("host:5000", "x", Some("latest"), false, true)),
+            (
+                s("localhost/app"),
+                ok("localhost", "app", Some("latest"), false, true),
+            ),
+            (
+                s("localhost:5000/app:v1"),
+                ok("localhost:5000", "app", Some("v1"), false, false),
+            ),
+            (
+                s("127.0.0.1:5000/team/app"),
+                ok("127.0.0.1:5000", "team/app", Some("latest"), false, true),
+            ),
+            (
+                s("registry.k8s.io/pause:3.9"),
+                ok("registry.k8s.io", "pause", Some("3.9"), false, false),
+            ),
+            (
+                s("ghcr.io/org/repo/sub:tag"),
+                ok("ghcr.io", "org/repo/sub", Some("tag"), false, false),
+            ),
+            (
+                s("harbor.example.com:8443/proj/app:1.0.0"),
+                ok(
+                    "harbor.example.com:8443",
+                    "proj/app",
+                    Some("1.0.0"),
+                    false,
+                    false,
+                ),
+            ),
+            (
+                s("Harbor.Example.COM/proj/app"),
+                ok(
+                    "harbor.example.com",
+                    "proj/app",
+                    Some("latest"),
+                    false,
+                    true,
+                ),
+            ),
+            (
+                s("my-registry.io/x"),
+                ok("my-registry.io", "x", Some("latest"), false, true),
+            ),
+            (
+                s("host:5000/x"),
+                ok("host:5000", "x", Some("latest"), false, true),
+            ),
             // A first component without '.' or ':' is a Docker Hub namespace, not a host.
-            (s("myhost/x"), ok("docker.io", "myhost/x", Some("latest"), false, true)),
-            (s("test.com:tag"), ok("docker.io", "library/test.com", Some("tag"), false, false)),
-            (s("test.com:5000"), ok("docker.io", "library/test.com", Some("5000"), false, false)),
-            (s("test.com/repo:tag"), ok("test.com", "repo", Some("tag"), false, false)),
-            (s("test:5000/repo"), ok("test:5000", "repo", Some("latest"), false, true)),
+            (
+                s("myhost/x"),
+                ok("docker.io", "myhost/x", Some("latest"), false, true),
+            ),
+            (
+                s("test.com:tag"),
+                ok("docker.io", "library/test.com", Some("tag"), false, false),
+            ),
+            (
+                s("test.com:5000"),
+                ok("docker.io", "library/test.com", Some("5000"), false, false),
+            ),
+            (
+                s("test.com/repo:tag"),
+                ok("test.com", "repo", Some("tag"), false, false),
+            ),
+            (
+                s("test:5000/repo"),
+                ok("test:5000", "repo", Some("latest"), false, true),
+            ),
             // Separators in path components.
-            (s("a_b/c__d/e-f/g.h"), ok("docker.io", "a_b/c__d/e-f/g.h", Some("latest"), false, true)),
-            (s("foo---bar"), ok("docker.io", "library/foo---bar", Some("latest"), false, true)),
-            (s("foo_bar.com:8080"), ok("docker.io", "library/foo_bar.com", Some("8080"), false, false)),
+            (
+                s("a_b/c__d/e-f/g.h"),
+                ok("docker.io", "a_b/c__d/e-f/g.h", Some("latest"), false, true),
+            ),
+            (
+                s("foo---bar"),
+                ok(
+                    "docker.io",
+                    "library/foo---bar",
+                    Some("latest"),
+                    false,
+                    true,
+                ),
+            ),
+            (
+                s("foo_bar.com:8080"),
+                ok(
+                    "docker.io",
+                    "library/foo_bar.com",
+                    Some("8080"),
+                    false,
+                    false,
+                ),
+            ),
             // Tags.
-            (s("app:V1_Release.2-rc"), ok("docker.io", "library/app", Some("V1_Release.2-rc"), false, false)),
-            (s("app:_x"), ok("docker.io", "library/app", Some("_x"), false, false)),
-            (format!("app:{}", "a".repeat(128)), ok("docker.io", "library/app", Some(""), false, false)),
+            (
+                s("app:V1_Release.2-rc"),
+                ok(
+                    "docker.io",
+                    "library/app",
+                    Some("V1_Release.2-rc"),
+                    false,
+                    false,
+                ),
+            ),
+            (
+                s("app:_x"),
+                ok("docker.io", "library/app", Some("_x"), false, false),
+            ),
+            (
+                format!("app:{}", "a".repeat(128)),
+                ok("docker.io", "library/app", Some(""), false, false),
+            ),
             // Digests.
-            (format!("app@{D64}"), ok("docker.io", "library/app", None, true, false)),
-            (format!("app:1.0@{D64}"), ok("docker.io", "library/app", Some("1.0"), true, false)),
-            (format!("localhost:5000/app@{D64}"), ok("localhost:5000", "app", None, true, false)),
-            (format!("ghcr.io/o/r:latest@{D64}"), ok("ghcr.io", "o/r", Some("latest"), true, false)),
-            (format!("app@sha512:{}", "a".repeat(128)), ok("docker.io", "library/app", None, true, false)),
-            (format!("app@sha384:{}", "b".repeat(96)), ok("docker.io", "library/app", None, true, false)),
+            (
+                format!("app@{D64}"),
+                ok("docker.io", "library/app", None, true, false),
+            ),
+            (
+                format!("app:1.0@{D64}"),
+                ok("docker.io", "library/app", Some("1.0"), true, false),
+            ),
+            (
+                format!("localhost:5000/app@{D64}"),
+                ok("localhost:5000", "app", None, true, false),
+            ),
+            (
+                format!("ghcr.io/o/r:latest@{D64}"),
+                ok("ghcr.io", "o/r", Some("latest"), true, false),
+            ),
+            (
+                format!("app@sha512:{}", "a".repeat(128)),
+                ok("docker.io", "library/app", None, true, false),
+            ),
+            (
+                format!("app@sha384:{}", "b".repeat(96)),
+                ok("docker.io", "library/app", None, true, false),
+            ),
             // Invalid references.
             (s(""), Err("empty")),
             (s("Nginx"), Err("lowercase")),
@@ -216,16 +364,37 @@ mod tests {
             (s(":tag"), Err("invalid reference format")),
             (s("nginx:-tag"), Err("invalid reference format")),
             (s("nginx:.tag"), Err("invalid reference format")),
-            (format!("app:{}", "a".repeat(129)), Err("invalid reference format")),
+            (
+                format!("app:{}", "a".repeat(129)),
+                Err("invalid reference format"),
+            ),
             (s("nginx:tag:tag"), Err("invalid reference format")),
             (s("nginx@sha256:abc"), Err("invalid reference format")),
-            (format!("nginx@sha256:{}", "a".repeat(63)), Err("digest length")),
-            (format!("nginx@sha256:{}", "a".repeat(65)), Err("digest length")),
-            (format!("nginx@md5:{}", "a".repeat(32)), Err("unsupported digest")),
+            (
+                format!("nginx@sha256:{}", "a".repeat(63)),
+                Err("digest length"),
+            ),
+            (
+                format!("nginx@sha256:{}", "a".repeat(65)),
+                Err("digest length"),
+            ),
+            (
+                format!("nginx@md5:{}", "a".repeat(32)),
+                Err("unsupported digest"),
+            ),
             (s("nginx@"), Err("invalid reference format")),
-            (s("https://harbor.example.com/app"), Err("invalid reference format")),
-            (s("harbor.example.com//app"), Err("invalid reference format")),
-            (s("harbor.example.com/app/"), Err("invalid reference format")),
+            (
+                s("https://harbor.example.com/app"),
+                Err("invalid reference format"),
+            ),
+            (
+                s("harbor.example.com//app"),
+                Err("invalid reference format"),
+            ),
+            (
+                s("harbor.example.com/app/"),
+                Err("invalid reference format"),
+            ),
             (s("/app"), Err("invalid reference format")),
             (s("-app"), Err("invalid reference format")),
             (s("app-"), Err("invalid reference format")),
@@ -236,7 +405,10 @@ mod tests {
             (s("-host.com/app"), Err("invalid reference format")),
             (s("host.com:port/app"), Err("invalid reference format")),
             (format!("{}/app", "a".repeat(256)), Err("characters long")),
-            (format!("docker.io/{}", "a".repeat(250)), Err("characters long")),
+            (
+                format!("docker.io/{}", "a".repeat(250)),
+                Err("characters long"),
+            ),
         ]
     }
 
@@ -256,11 +428,18 @@ mod tests {
                         assert_eq!(r.tag().map(str::len), Some(128), "tag of {input:?}");
                     }
                     assert_eq!(r.digest().is_some(), has_digest, "digest of {input:?}");
-                    assert_eq!(r.is_implicit_latest(), implicit, "implicit tag of {input:?}");
+                    assert_eq!(
+                        r.is_implicit_latest(),
+                        implicit,
+                        "implicit tag of {input:?}"
+                    );
                 }
                 (Err(e), Err(fragment)) => {
                     let msg = e.to_string();
-                    assert!(msg.contains(fragment), "{input:?}: {msg:?} lacks {fragment:?}");
+                    assert!(
+                        msg.contains(fragment),
+                        "{input:?}: {msg:?} lacks {fragment:?}"
+                    );
                 }
                 (got, expect) => panic!("{input:?}: got {got:?}, expected {expect:?}"),
             }

@@ -1,1 +1,159 @@
+//! The HTTPS webhook: axum handlers kept thin, rustls, reloads and metrics.
+//!
+//! `start` binds, loads the policies and the certificate, and serves until
+//! [`Running::shutdown`] drains the in-flight requests.
 
+mod handlers;
+pub mod metrics;
+mod reload;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::policy::{PolicyErrors, PolicySet};
+use metrics::Metrics;
+use tls::{KeyMaterial, TlsError};
+
+/// The largest AdmissionReview body accepted: an object may be 1.5 MB, and an
+/// UPDATE carries it twice.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub policies: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// How often policy files and the certificate are checked for changes.
+    pub reload_interval: Duration,
+    /// How long in-flight requests get to finish on shutdown.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Policies(#[from] PolicyErrors),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub policies: Arc<ArcSwap<PolicySet>>,
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(policies: PolicySet) -> Self {
+        AppState {
+            policies: Arc::new(ArcSwap::from_pointee(policies)),
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The routes, without TLS: `POST /validate`, `POST /mutate`, `GET /healthz`,
+/// `GET /readyz`, `GET /metrics`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/validate", post(handlers::validate))
+        .route("/mutate", post(handlers::mutate))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    handle: Handle<SocketAddr>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    reloader: tokio::task::JoinHandle<()>,
+}
+
+/// Loads the policies and the certificate, binds and starts serving.
+pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+    let policies = crate::policy::load(&config.policies)?;
+    tracing::info!(
+        path = %config.policies.display(),
+        policies = policies.policies.len(),
+        "policies loaded"
+    );
+    let material = KeyMaterial::read(&config.tls_cert, &config.tls_key)?;
+    let tls = RustlsConfig::from_config(material.server_config(&config.tls_cert, &config.tls_key)?);
+
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let state = AppState::new(policies);
+    let handle = Handle::new();
+    let app = router(state.clone());
+    let server = axum_server::from_tcp_rustls(listener, tls.clone())
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    let server = tokio::spawn(server);
+    let reloader = tokio::spawn(reload::watch(config.clone(), state.clone(), tls, material));
+    state.ready.store(true, Ordering::SeqCst);
+    tracing::info!(%addr, "serving HTTPS (TLS 1.2 and 1.3)");
+    Ok(Running {
+        addr,
+        state,
+        handle,
+        server,
+        reloader,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to `drain`), then returns.
+    pub async fn shutdown(self, drain: Duration) {
+        self.state.ready.store(false, Ordering::SeqCst);
+        self.reloader.abort();
+        self.handle.graceful_shutdown(Some(drain));
+        match self.server.await {
+            Ok(Ok(())) => tracing::info!("drained; bye"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+        }
+    }
+}

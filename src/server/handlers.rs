@@ -1,0 +1,192 @@
+//! The HTTP handlers: parse, call the engine, answer. Nothing else lives here.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::metrics::{EndpointLabels, RequestLabels, ViolationLabels};
+use crate::admission::Workload;
+use crate::admission::review::{self, Answer, Request};
+use crate::engine::{self, Decision, Facts};
+use crate::policy::Mode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+pub(super) async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
+    admit(&state, Endpoint::Validate, &body)
+}
+
+pub(super) async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+    admit(&state, Endpoint::Mutate, &body)
+}
+
+pub(super) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
+    let started = Instant::now();
+    let (status, reply, decision) = match review::parse(body) {
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            bad_request(&e.to_string()),
+            "invalid",
+        ),
+        Ok(request) => match review::workload(&request) {
+            Err(e) => (
+                StatusCode::BAD_REQUEST,
+                bad_request(&e.to_string()),
+                "invalid",
+            ),
+            Ok(workload) => {
+                let answer = match workload {
+                    None => Answer::allow(),
+                    Some(workload) => judge(state, endpoint, &request, &workload),
+                };
+                let decision = if answer.allowed { "allowed" } else { "denied" };
+                let reply = review::encode(&review::respond(&request, answer));
+                (StatusCode::OK, json(reply), decision)
+            }
+        },
+    };
+    let labels = RequestLabels {
+        endpoint: endpoint.as_str(),
+        decision,
+    };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&EndpointLabels {
+            endpoint: endpoint.as_str(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    (status, reply).into_response()
+}
+
+fn judge(state: &AppState, endpoint: Endpoint, request: &Request, workload: &Workload) -> Answer {
+    let policies = state.policies.load();
+    let decision = engine::decide(&policies, workload, &Facts::default());
+    match endpoint {
+        // The mutating webhook only mutates: the validating one, which runs after
+        // every mutation, is where requests are denied and audits are reported.
+        Endpoint::Mutate => Answer::allow(),
+        Endpoint::Validate => {
+            record(state, endpoint, request, workload, &decision);
+            validating_answer(&decision, workload)
+        }
+    }
+}
+
+fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
+    let mut audit_annotations = HashMap::new();
+    let warnings = decision.audit_warnings();
+    if !warnings.is_empty() {
+        audit_annotations.insert("would-deny".to_string(), warnings.join("; "));
+    }
+    Answer {
+        allowed: decision.allowed(),
+        message: if decision.allowed() {
+            String::new()
+        } else {
+            decision.denial_message(workload)
+        },
+        warnings,
+        audit_annotations,
+        patch: None,
+    }
+}
+
+/// Metrics and the structured audit log for every violation.
+fn record(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: &Request,
+    workload: &Workload,
+    decision: &Decision,
+) {
+    for v in decision.violations.iter().chain(&decision.audit) {
+        let mode = match v.mode {
+            Mode::Enforce => "Enforce",
+            Mode::Audit => "Audit",
+        };
+        state
+            .metrics
+            .violations
+            .get_or_create(&ViolationLabels {
+                endpoint: endpoint.as_str(),
+                policy: v.policy.clone(),
+                rule: v.rule.as_str(),
+                mode,
+            })
+            .inc();
+        tracing::info!(
+            target: "imagegate::audit",
+            uid = %request.uid,
+            dry_run = request.dry_run,
+            user = request.user_info.username.as_deref().unwrap_or_default(),
+            namespace = %workload.namespace,
+            kind = %workload.kind,
+            name = %workload.name,
+            container = %v.container.name,
+            image = %v.container.image,
+            policy = %v.policy,
+            rule = v.rule.as_str(),
+            mode,
+            action = if v.mode == Mode::Enforce { "deny" } else { "would deny" },
+            message = %v.message,
+            "image policy violation"
+        );
+    }
+}
+
+fn json(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn bad_request(message: &str) -> Response {
+    tracing::warn!(error = message, "malformed admission request");
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}

@@ -1,0 +1,92 @@
+//! Reloads of the policy files and the TLS certificate, without a restart.
+//!
+//! Files are polled rather than watched: a Kubernetes ConfigMap or Secret volume
+//! swaps a symlink to a new directory, which inotify watchers on the old files miss.
+//! An invalid change is logged and counted, and the last good state stays in force;
+//! the new state is swapped in whole, so no request sees a half-loaded set.
+
+use std::sync::Arc;
+
+use axum_server::tls_rustls::RustlsConfig;
+
+use super::tls::KeyMaterial;
+use super::{AppState, ServeConfig};
+use crate::policy::{PolicySet, PolicySource, load_path};
+
+pub(super) async fn watch(
+    config: ServeConfig,
+    state: AppState,
+    tls: RustlsConfig,
+    material: KeyMaterial,
+) {
+    let mut last_policies: Option<Vec<PolicySource>> = load_path(&config.policies).ok();
+    let mut last_material = material;
+    let mut tick = tokio::time::interval(config.reload_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        reload_policies(&config, &state, &mut last_policies);
+        reload_certificate(&config, &state, &tls, &mut last_material);
+    }
+}
+
+fn reload_policies(config: &ServeConfig, state: &AppState, last: &mut Option<Vec<PolicySource>>) {
+    let sources = match load_path(&config.policies) {
+        Ok(sources) => sources,
+        Err(errors) => {
+            if last.is_some() {
+                tracing::error!(errors = %errors, "policy files cannot be read; the last good policies stay in force");
+                state.metrics.reload("policies", false);
+                *last = None;
+            }
+            return;
+        }
+    };
+    if last.as_ref() == Some(&sources) {
+        return;
+    }
+    match PolicySet::compile(&sources) {
+        Ok(set) => {
+            tracing::info!(policies = set.policies.len(), "policies reloaded");
+            state.policies.store(Arc::new(set));
+            state.metrics.reload("policies", true);
+        }
+        Err(errors) => {
+            tracing::error!(errors = %errors, "invalid policy change refused; the last good policies stay in force");
+            state.metrics.reload("policies", false);
+        }
+    }
+    *last = Some(sources);
+}
+
+fn reload_certificate(
+    config: &ServeConfig,
+    state: &AppState,
+    tls: &RustlsConfig,
+    last: &mut KeyMaterial,
+) {
+    let material = match KeyMaterial::read(&config.tls_cert, &config.tls_key) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "certificate cannot be read; keeping the current one");
+            return;
+        }
+    };
+    if material == *last {
+        return;
+    }
+    match material.server_config(&config.tls_cert, &config.tls_key) {
+        Ok(server_config) => {
+            tls.reload_from_config(server_config);
+            tracing::info!("TLS certificate reloaded");
+            state.metrics.reload("certificate", true);
+        }
+        Err(e) => {
+            // A cert and key written one after the other are briefly mismatched:
+            // the next poll tries again.
+            tracing::error!(error = %e, "new certificate refused; keeping the current one");
+            state.metrics.reload("certificate", false);
+        }
+    }
+    *last = material;
+}

@@ -1,0 +1,77 @@
+//! The webhook's TLS: rustls, TLS 1.2 and 1.3 only, certificate reloaded on change.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate: {reason}")]
+    Certificate { path: String, reason: String },
+    #[error("{path} holds no PEM private key: {reason}")]
+    Key { path: String, reason: String },
+    #[error("the certificate and key cannot serve TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The PEM bytes of a certificate chain and its key, as read from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMaterial {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl KeyMaterial {
+    pub fn read(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| TlsError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        Ok(KeyMaterial {
+            cert: read(cert)?,
+            key: read(key)?,
+        })
+    }
+
+    /// A rustls server configuration for this material: TLS 1.3 and 1.2 only, the
+    /// aws-lc-rs provider, HTTP/2 and HTTP/1.1 by ALPN.
+    pub fn server_config(
+        &self,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let certs = CertificateDer::pem_slice_iter(&self.cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Certificate {
+                path: cert_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TlsError::Certificate {
+                path: cert_path.display().to_string(),
+                reason: "the file is empty".into(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| TlsError::Key {
+            path: key_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
