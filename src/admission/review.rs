@@ -275,7 +275,8 @@ mod tests {
             &[("dbg", "busybox")],
         );
         // (operation, object, old object, subresource, images judged)
-        let table: Vec<(&str, Value, Value, Option<&str>, Option<Vec<&str>>)> = vec![
+        type Case<'a> = (&'a str, Value, Value, Option<&'a str>, Option<Vec<&'a str>>);
+        let table: Vec<Case> = vec![
             (
                 "CREATE",
                 new.clone(),

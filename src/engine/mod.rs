@@ -127,7 +127,7 @@ pub fn decide(policies: &PolicySet, workload: &Workload, _facts: &Facts) -> Deci
             }
             for (rule, message) in rules::check(policy, &image) {
                 let message = match &policy.message {
-                    Some(extra) => format!("{message} {extra}"),
+                    Some(extra) => format!("{message}. {extra}"),
                     None => message,
                 };
                 let v = Violation {

@@ -205,18 +205,14 @@ fn normalize(source: &str, kind: PatternKind) -> Result<(String, Option<String>)
     if source.chars().any(char::is_whitespace) {
         return Err(PatternError::Whitespace);
     }
-    if let Some((scheme, rest)) = source.split_once("://") {
-        let _ = scheme;
+    if let Some((_scheme, rest)) = source.split_once("://") {
         let rest = rest.trim_end_matches('/');
         return Err(match kind {
-            PatternKind::Registry => PatternError::RegistryUrl(format!(
-                "{}",
-                if rest.contains('/') {
-                    rest.to_string()
-                } else {
-                    format!("{rest}/**")
-                }
-            )),
+            PatternKind::Registry => PatternError::RegistryUrl(if rest.contains('/') {
+                rest.to_string()
+            } else {
+                format!("{rest}/**")
+            }),
             PatternKind::Image => PatternError::ImageUrl(rest.to_string()),
         });
     }

@@ -321,7 +321,8 @@ spec: {}
     /// (file text, expected errors as (line, field, message fragment))
     #[test]
     fn reports_every_error_with_file_line_and_field() {
-        let table: &[(&str, &[(u64, &str, &str)])] = &[
+        type Expected<'a> = &'a [(u64, &'a str, &'a str)];
+        let table: &[(&str, Expected)] = &[
             (
                 "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  registries:\n    allow:\n      - https://harbor.example.com\n      - harbor.example.com/app:v1\n  tags:\n    allow: ['(']\n    forbid: ['nginx/latest']\n",
                 &[
