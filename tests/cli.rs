@@ -1,0 +1,321 @@
+//! The offline commands: `check`, `policy validate`, `policy schema`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{BIN, policy};
+use serde_json::Value;
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run imagegate");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        let enforce = policy(
+            "registries",
+            "excludeNamespaces: [kube-system]\nregistries:\n  allow: [harbor.example.com]\ntags:\n  forbid: [latest]",
+        );
+        let audit = policy("digests", "mode: Audit\ntags:\n  requireDigest: true");
+        std::fs::write(
+            dir.path().join("policies/a.yaml"),
+            format!("{enforce}---\n{audit}"),
+        )
+        .unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.dir.path().join(name), text).unwrap();
+        self.path(name)
+    }
+
+    fn check(&self, extra: &[&str], stdin: Option<&str>) -> Output {
+        let policies = self.path("policies");
+        let mut args = vec!["check", "--policies", &policies];
+        args.extend_from_slice(extra);
+        run(&args, stdin)
+    }
+}
+
+const MANIFESTS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      initContainers:
+        - name: migrate
+          image: harbor.example.com/shop/migrate:v3
+      containers:
+        - name: app
+          image: nginx
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {a: b}
+---
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: batch/v1
+    kind: CronJob
+    metadata: {name: report}
+    spec:
+      schedule: "0 * * * *"
+      jobTemplate:
+        spec:
+          template:
+            spec:
+              restartPolicy: Never
+              containers:
+                - name: report
+                  image: harbor.example.com/shop/report:v1
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: system, namespace: kube-system}
+    spec:
+      containers:
+        - name: x
+          image: quay.io/x/y:latest
+---
+"#;
+
+#[test]
+fn check_reports_each_violation_and_exits_1_on_enforce_denials() {
+    let f = Fixture::new();
+    let file = f.write("app.yaml", MANIFESTS);
+    let out = f.check(&[&file], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let expected = [
+        format!(
+            "{file}: Deployment/web (namespace shop): DENY: container \"app\" image \"nginx\": registry \"docker.io\" is not allowed here"
+        ),
+        format!(
+            "{file}: Deployment/web (namespace shop): DENY: container \"app\" image \"nginx\": no tag means \"latest\", which is forbidden"
+        ),
+        format!(
+            "{file}: Deployment/web (namespace shop): AUDIT would deny: init container \"migrate\" image \"harbor.example.com/shop/migrate:v3\": a digest is required"
+        ),
+        format!(
+            "{file}: Deployment/web (namespace shop): AUDIT would deny: container \"app\" image \"nginx\": a digest is required"
+        ),
+        format!(
+            "{file}: CronJob/report (namespace default): AUDIT would deny: container \"report\""
+        ),
+        format!("{file}: Pod/system (namespace kube-system): AUDIT would deny: container \"x\""),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{stdout}");
+    for (line, prefix) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(prefix.as_str()),
+            "{line}\n  should start with\n{prefix}"
+        );
+    }
+    assert!(
+        text(&out.stderr).contains("3 object(s) checked, 1 denied, 6 finding(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_exits_0_when_only_audit_findings_remain_and_reads_stdin() {
+    let f = Fixture::new();
+    let clean = "apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec:\n  containers:\n    - name: a\n      image: harbor.example.com/a/b:v1\n";
+    let out = f.check(&["-"], Some(clean));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("-: Pod/ok (namespace default): AUDIT would deny"),
+        "{}",
+        text(&out.stdout)
+    );
+    // --namespace sets the namespace of objects that name none.
+    let out = f.check(
+        &["--namespace", "kube-system", "-"],
+        Some(&clean.replace("harbor.example.com/a/b:v1", "nginx")),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "kube-system is excluded: {}",
+        text(&out.stdout)
+    );
+    let out = f.check(
+        &["-"],
+        Some(&clean.replace("harbor.example.com/a/b:v1", "nginx")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn check_json_output_is_machine_readable() {
+    let f = Fixture::new();
+    let file = f.write("app.yaml", MANIFESTS);
+    let out = f.check(&["--output", "json", &file], None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["objectsChecked"], 3);
+    assert_eq!(report["denied"], 1);
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 6);
+    let deny = &findings[0];
+    assert_eq!(deny["kind"], "Deployment");
+    assert_eq!(deny["name"], "web");
+    assert_eq!(deny["namespace"], "shop");
+    assert_eq!(deny["container"], "app");
+    assert_eq!(deny["containerType"], "container");
+    assert_eq!(deny["image"], "nginx");
+    assert_eq!(deny["policy"], "registries");
+    assert_eq!(deny["rule"], "registries.allow");
+    assert_eq!(deny["mode"], "Enforce");
+}
+
+#[test]
+fn check_fails_clearly_on_unreadable_input() {
+    let f = Fixture::new();
+    let bad_yaml = f.write("bad.yaml", "kind: Pod\n  spec: [");
+    let out = f.check(&[&bad_yaml], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("bad.yaml: not valid YAML"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = f.check(&[&f.path("missing.yaml")], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("reading"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Broken policies: exit 2 with the policy errors.
+    f.write(
+        "policies/z.yaml",
+        &policy("z", "registries:\n  allow: ['https://x.io']"),
+    );
+    let out = f.check(
+        &[&f.write("ok.yaml", "kind: ConfigMap\napiVersion: v1\n")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("z.yaml:7: spec.registries.allow[0]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn policy_validate_prints_every_error_and_exits_non_zero() {
+    let f = Fixture::new();
+    let out = run(&["policy", "validate", &f.path("policies")], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 valid policies"));
+
+    let bad = f.write(
+        "bad.yaml",
+        &format!(
+            "{}---\n{}",
+            policy("one", "registries:\n  allow: ['https://harbor.example.com']\nblockedImages: ['x@sha256:abc']"),
+            policy("one", "tags:\n  allow: ['[']")
+        ),
+    );
+    let out = run(&["policy", "validate", &bad], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for fragment in [
+        "3 errors in the policy files",
+        "bad.yaml:7: spec.registries.allow[0]: a registry pattern takes a host, not a URL: write `harbor.example.com/**`",
+        "bad.yaml:8: spec.blockedImages[0]: patterns match names and tags, not digests",
+        "bad.yaml:16: spec.tags.allow[0]: invalid regular expression",
+    ] {
+        assert!(err.contains(fragment), "{err}\nlacks: {fragment}");
+    }
+    let out = run(
+        &[
+            "policy",
+            "validate",
+            &f.write("typo.yaml", &policy("t", "blockedImage: [x]")),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("typo.yaml:6: unknown field `blockedImage`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_committed_json_schema_is_current() {
+    let out = run(&["policy", "schema"], None);
+    assert!(out.status.success());
+    let generated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/imagepolicy.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        generated, committed,
+        "run `cargo run -- policy schema > schema/imagepolicy.schema.json`"
+    );
+    assert_eq!(
+        generated["additionalProperties"], false,
+        "unknown fields are refused"
+    );
+}
+
+#[test]
+fn the_default_policy_is_valid() {
+    let out = run(
+        &[
+            "policy",
+            "validate",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/policies"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
