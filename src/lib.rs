@@ -13,8 +13,14 @@
 pub mod admission;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod credentials;
 pub mod engine;
+pub mod inspector;
 pub mod matching;
+pub mod platform;
 pub mod policy;
 pub mod reference;
+pub mod registry;
 pub mod server;

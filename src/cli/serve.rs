@@ -30,6 +30,14 @@ pub(super) struct ServeArgs {
     /// Seconds between checks of the policy files and the certificate for changes.
     #[arg(long, env = "IMAGEGATE_RELOAD_INTERVAL", default_value_t = 2.0)]
     reload_interval: f64,
+    /// The webhook configuration file: registries (CA bundles, plain HTTP), pull
+    /// secrets, docker config, caches and the lookup deadline. See README.
+    #[arg(long, env = "IMAGEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Read pull secrets, ServiceAccounts and Nodes from the Kubernetes API (in
+    /// cluster, or through KUBECONFIG). `false` leaves them out.
+    #[arg(long, env = "IMAGEGATE_KUBERNETES", default_value_t = true, action = clap::ArgAction::Set)]
+    kubernetes: bool,
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "IMAGEGATE_DRAIN_TIMEOUT", default_value_t = 25.0)]
     drain_timeout: f64,
@@ -49,7 +57,13 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             key.unwrap_or_else(|| DEFAULT_KEY.into()),
         ),
     };
+    let settings = match &args.config {
+        Some(path) => crate::config::WebhookConfig::load(path)?,
+        None => crate::config::Settings::default(),
+    };
     let config = ServeConfig {
+        settings,
+        kubernetes: args.kubernetes,
         listen: args.listen,
         policies: args.policies,
         tls_cert,

@@ -5,20 +5,16 @@
 //! and handed in as [`Facts`]; the engine only reads them. The same engine serves the
 //! webhook and the offline `check` command.
 
+mod facts;
+mod registry_rules;
 mod rules;
-
-use std::collections::BTreeSet;
 
 use crate::admission::{ContainerImage, Workload};
 use crate::policy::{Mode, Policy, PolicySet};
 use crate::reference::ImageRef;
 
+pub use facts::{Facts, ImageFacts, LookupFailure, Needs, needs};
 pub use rules::Rule;
-
-/// Facts about images gathered before the engine runs. Empty for the static rules;
-/// registry lookups and signature checks add to it.
-#[derive(Debug, Default, Clone)]
-pub struct Facts {}
 
 /// One rule one container's image breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +50,11 @@ pub struct Decision {
     pub violations: Vec<Violation>,
     /// Audit violations: reported, never enforced.
     pub audit: Vec<Violation>,
+    /// Warnings that deny nothing: a registry that could not be asked under
+    /// `onRegistryError: Warn`, a patch an Audit policy would have made.
+    pub warnings: Vec<String>,
+    /// The mutations (digest pins, node affinity), for the mutating webhook.
+    pub patches: Vec<json_patch::PatchOperation>,
 }
 
 impl Decision {
@@ -85,13 +86,18 @@ impl Decision {
             .collect()
     }
 
-    /// The policies named in the decision (for metrics), sorted.
-    pub fn policies(&self) -> BTreeSet<&str> {
-        self.violations
-            .iter()
-            .chain(&self.audit)
-            .map(|v| v.policy.as_str())
-            .collect()
+    /// Every warning for the client: the Audit findings, then the others.
+    pub fn all_warnings(&self) -> Vec<String> {
+        let mut all = self.audit_warnings();
+        all.extend(self.warnings.iter().cloned());
+        all
+    }
+
+    fn push(&mut self, v: Violation) {
+        match v.mode {
+            Mode::Enforce => self.violations.push(v),
+            Mode::Audit => self.audit.push(v),
+        }
     }
 }
 
@@ -99,13 +105,14 @@ impl Decision {
 pub const BUILTIN_POLICY: &str = "imagegate";
 
 /// Judges every container image of `workload` against every policy that governs it.
-pub fn decide(policies: &PolicySet, workload: &Workload, _facts: &Facts) -> Decision {
+pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decision {
     let mut decision = Decision::default();
     let applicable: Vec<&Policy> = policies
         .policies
         .iter()
         .filter(|p| p.applies_to_namespace(&workload.namespace))
         .collect();
+    let mut arch = registry_rules::ArchPlan::default();
     for container in &workload.containers {
         let image = match ImageRef::parse(&container.image) {
             Ok(image) => image,
@@ -121,30 +128,49 @@ pub fn decide(policies: &PolicySet, workload: &Workload, _facts: &Facts) -> Deci
                 continue;
             }
         };
+        let mut pinned = false;
         for policy in &applicable {
-            if !policy.images.matches(&image) || policy.exclude_images.matches(&image) {
+            if !governs(policy, &image) {
                 continue;
             }
-            for (rule, message) in rules::check(policy, &image) {
+            let mut found = rules::check(policy, &image);
+            if policy.needs_registry() {
+                let ctx = registry_rules::Context {
+                    policy,
+                    workload,
+                    container,
+                    image: &image,
+                    facts,
+                };
+                found.extend(registry_rules::check(
+                    &ctx,
+                    &mut decision,
+                    &mut pinned,
+                    &mut arch,
+                ));
+            }
+            for (rule, message) in found {
                 let message = match &policy.message {
                     Some(extra) => format!("{message}. {extra}"),
                     None => message,
                 };
-                let v = Violation {
+                decision.push(Violation {
                     policy: policy.name.clone(),
                     mode: policy.mode,
                     rule,
                     container: container.clone(),
                     message,
-                };
-                match policy.mode {
-                    Mode::Enforce => decision.violations.push(v),
-                    Mode::Audit => decision.audit.push(v),
-                }
+                });
             }
         }
     }
+    arch.finish(workload, &mut decision);
     decision
+}
+
+/// Whether `policy` governs `image`.
+fn governs(policy: &Policy, image: &ImageRef) -> bool {
+    policy.images.matches(image) && !policy.exclude_images.matches(image)
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@ pub enum Rule {
     TagsRequireDigest,
     TagsForbid,
     TagsAllow,
+    /// The registry lookup failed: the pull would fail too.
+    Preflight,
+    /// The image lacks an architecture the pod may land on.
+    Architectures,
 }
 
 impl Rule {
@@ -26,6 +30,8 @@ impl Rule {
             Rule::TagsRequireDigest => "tags.requireDigest",
             Rule::TagsForbid => "tags.forbid",
             Rule::TagsAllow => "tags.allow",
+            Rule::Preflight => "preflight",
+            Rule::Architectures => "architectures",
         }
     }
 }

@@ -7,7 +7,7 @@ use globset::GlobMatcher;
 use regex::Regex;
 use serde_saphyr::Spanned;
 
-use super::spec::{self, Mode, PolicyDocument};
+use super::spec::{self, ArchMismatchAction, Mode, PolicyDocument, RegistryErrorAction};
 use super::{PolicyError, PolicyErrors, PolicySource};
 use crate::matching::{ImagePattern, NameSet, PatternKind, PatternSet};
 
@@ -29,9 +29,45 @@ pub struct Policy {
     pub tags_allow: Vec<Regex>,
     pub require_digest: bool,
     pub message: Option<String>,
+    pub preflight: bool,
+    pub pin_digests: bool,
+    /// Kinds whose images are pinned.
+    pub pin_digests_on: Vec<String>,
+    pub skip_pinning: PatternSet,
+    pub architectures: Option<Architectures>,
+    pub on_registry_error: RegistryErrorAction,
 }
 
+/// Compiled architecture rules.
+#[derive(Debug, Clone)]
+pub struct Architectures {
+    pub require: Vec<String>,
+    pub on_mismatch: ArchMismatchAction,
+}
+
+/// The kinds whose pod templates imagegate reads.
+pub const KINDS: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+];
+
+/// Architecture names as the `kubernetes.io/arch` label writes them.
+const ARCHES: &[&str] = &[
+    "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le", "loong64",
+];
+
 impl Policy {
+    /// Whether the policy needs facts from the registry.
+    pub fn needs_registry(&self) -> bool {
+        self.preflight || self.pin_digests || self.architectures.is_some()
+    }
+
     /// Whether the policy applies to objects in `namespace`.
     pub fn applies_to_namespace(&self, namespace: &str) -> bool {
         (self.namespaces.is_empty() || self.namespaces.is_match(namespace))
@@ -213,6 +249,45 @@ impl Checker<'_> {
                 }
             }
         }
+        let mut pin_digests_on = Vec::new();
+        match &s.pin_digests_on {
+            None => pin_digests_on.push("Pod".to_string()),
+            Some(kinds) => {
+                for (i, k) in kinds.iter().enumerate() {
+                    if KINDS.contains(&k.value.as_str()) {
+                        pin_digests_on.push(k.value.clone());
+                    } else {
+                        let msg = format!(
+                            "unknown kind `{}`: expected one of {}",
+                            k.value,
+                            KINDS.join(", ")
+                        );
+                        self.error(k, format!("spec.pinDigestsOn[{i}]"), msg);
+                    }
+                }
+            }
+        }
+        let skip_pinning = self.patterns(&s.skip_pinning, "spec.skipPinning", PatternKind::Image);
+        let architectures = s.architectures.map(|a| {
+            let mut require = Vec::new();
+            for (i, r) in a.require.iter().enumerate() {
+                let arch = r.value.to_ascii_lowercase();
+                if ARCHES.contains(&arch.as_str()) {
+                    require.push(arch);
+                } else {
+                    let msg = format!(
+                        "unknown architecture `{}`: use a `kubernetes.io/arch` value ({})",
+                        r.value,
+                        ARCHES.join(", ")
+                    );
+                    self.error(r, format!("spec.architectures.require[{i}]"), msg);
+                }
+            }
+            Architectures {
+                require,
+                on_mismatch: a.on_mismatch,
+            }
+        });
         if self.errors.len() != before {
             return None;
         }
@@ -230,6 +305,12 @@ impl Checker<'_> {
             tags_allow,
             require_digest: tags.require_digest,
             message: s.message,
+            preflight: s.preflight,
+            pin_digests: s.pin_digests,
+            pin_digests_on,
+            skip_pinning,
+            architectures,
+            on_registry_error: s.on_registry_error,
         })
     }
 
@@ -360,6 +441,26 @@ spec: {}
                 )],
             ),
             ("a: [", &[(1, "", "")]),
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  pinDigests: true\n  pinDigestsOn: [Pod, Deploymnet]\n  skipPinning: ['https://x.io']\n  architectures:\n    require: [amd64, aarch64]\n",
+                &[
+                    (7, "spec.pinDigestsOn[1]", "unknown kind `Deploymnet`"),
+                    (8, "spec.skipPinning[0]", "not a URL"),
+                    (
+                        10,
+                        "spec.architectures.require[1]",
+                        "unknown architecture `aarch64`",
+                    ),
+                ],
+            ),
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  onRegistryError: Ignore\n",
+                &[(
+                    6,
+                    "",
+                    "unknown variant `Ignore`, expected one of Deny, Warn",
+                )],
+            ),
         ];
         for (text, expected) in table {
             let errors = compile(text).expect_err(text).0;

@@ -91,6 +91,73 @@ pub struct PolicySpec {
     /// help (`See https://wiki.example.com/images or ask #platform`).
     #[serde(default)]
     pub message: Option<String>,
+    /// Ask the registry whether every governed image can be pulled (the name, the
+    /// tag, the pull credentials, TLS), and deny what would end in ImagePullBackOff.
+    /// Implied by `pinDigests` and `architectures`.
+    #[serde(default)]
+    pub preflight: bool,
+    /// Mutate `repo:tag` into `repo:tag@sha256:<digest>` (the index digest for a
+    /// multi-platform image), so that a tag overwritten in the registry cannot make
+    /// nodes run different code under one name. Images that already carry a digest
+    /// are checked to exist.
+    #[serde(default)]
+    pub pin_digests: bool,
+    /// The kinds whose images are pinned. Default: `[Pod]`, because GitOps tools see
+    /// drift when a workload's template changes under them. Add `Deployment`,
+    /// `StatefulSet`, ... to pin templates too.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub pin_digests_on: Option<Vec<Spanned<String>>>,
+    /// Image patterns that are never pinned (`registry.example.com/sidecars/**`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub skip_pinning: Vec<Spanned<String>>,
+    /// Check that each image has the architectures of the nodes the pod may land on.
+    #[serde(default)]
+    pub architectures: Option<ArchitectureRules>,
+    /// What to do when the registry cannot be asked in time (timeout, connection
+    /// refused, DNS, TLS, 429, 5xx). A missing image or refused credentials always
+    /// deny: the pull would fail for certain.
+    #[serde(default)]
+    pub on_registry_error: RegistryErrorAction,
+}
+
+/// What happens when the registry cannot be asked in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+pub enum RegistryErrorAction {
+    /// Deny the request, saying which lookup failed and how to fix it (default).
+    #[default]
+    Deny,
+    /// Admit the request with a warning.
+    Warn,
+}
+
+/// Architecture rules.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArchitectureRules {
+    /// Architectures (`amd64`, `arm64`, ...) to require when they cannot be derived
+    /// from where the pod may run: the pod's nodeSelector `kubernetes.io/arch`, else
+    /// its required node affinity on that label, else the cluster's Nodes.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub require: Vec<Spanned<String>>,
+    /// `Deny` (default) refuses an image that lacks an architecture; `AddNodeAffinity`
+    /// mutates the pod instead, adding a required node affinity on
+    /// `kubernetes.io/arch` for the architectures its images have (only where the
+    /// architectures came from the cluster or the policy, not from the pod itself).
+    #[serde(default)]
+    pub on_mismatch: ArchMismatchAction,
+}
+
+/// What happens when an image lacks an architecture the pod may land on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+pub enum ArchMismatchAction {
+    /// Deny, naming the missing platforms and the ones the image has.
+    #[default]
+    Deny,
+    /// Add a required node affinity on `kubernetes.io/arch`.
+    AddNodeAffinity,
 }
 
 /// Registry rules.

@@ -13,7 +13,7 @@ use super::AppState;
 use super::metrics::{EndpointLabels, RequestLabels, ViolationLabels};
 use crate::admission::Workload;
 use crate::admission::review::{self, Answer, Request};
-use crate::engine::{self, Decision, Facts};
+use crate::engine::{self, Decision};
 use crate::policy::Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +32,11 @@ impl Endpoint {
 }
 
 pub(super) async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Validate, &body)
+    admit(&state, Endpoint::Validate, &body).await
 }
 
 pub(super) async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Mutate, &body)
+    admit(&state, Endpoint::Mutate, &body).await
 }
 
 pub(super) async fn healthz() -> &'static str {
@@ -62,7 +62,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
+async fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
     let started = Instant::now();
     let (status, reply, decision) = match review::parse(body) {
         Err(e) => (
@@ -79,7 +79,7 @@ fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
             Ok(workload) => {
                 let answer = match workload {
                     None => Answer::allow(),
-                    Some(workload) => judge(state, endpoint, &request, &workload),
+                    Some(workload) => judge(state, endpoint, &request, &workload).await,
                 };
                 let decision = if answer.allowed { "allowed" } else { "denied" };
                 let reply = review::encode(&review::respond(&request, answer));
@@ -102,13 +102,24 @@ fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
     (status, reply).into_response()
 }
 
-fn judge(state: &AppState, endpoint: Endpoint, request: &Request, workload: &Workload) -> Answer {
-    let policies = state.policies.load();
-    let decision = engine::decide(&policies, workload, &Facts::default());
+async fn judge(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: &Request,
+    workload: &Workload,
+) -> Answer {
+    // One policy set for the whole request, even if a reload lands meanwhile.
+    let policies = state.policies.load_full();
+    let needs = engine::needs(&policies, workload);
+    let facts = state
+        .inspector
+        .gather(&needs, workload, state.deadline)
+        .await;
+    let decision = engine::decide(&policies, workload, &facts);
     match endpoint {
         // The mutating webhook only mutates: the validating one, which runs after
         // every mutation, is where requests are denied and audits are reported.
-        Endpoint::Mutate => Answer::allow(),
+        Endpoint::Mutate => mutating_answer(decision),
         Endpoint::Validate => {
             record(state, endpoint, request, workload, &decision);
             validating_answer(&decision, workload)
@@ -116,12 +127,31 @@ fn judge(state: &AppState, endpoint: Endpoint, request: &Request, workload: &Wor
     }
 }
 
+fn mutating_answer(decision: Decision) -> Answer {
+    Answer {
+        warnings: decision.warnings,
+        patch: Some(json_patch::Patch(decision.patches)),
+        ..Answer::allow()
+    }
+}
+
 fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
     let mut audit_annotations = HashMap::new();
-    let warnings = decision.audit_warnings();
-    if !warnings.is_empty() {
-        audit_annotations.insert("would-deny".to_string(), warnings.join("; "));
+    let would_deny = decision.audit_warnings();
+    if !would_deny.is_empty() {
+        audit_annotations.insert("would-deny".to_string(), would_deny.join("; "));
     }
+    // Patches are the mutating webhook's: here only what denies or warns.
+    let warnings: Vec<String> = would_deny
+        .into_iter()
+        .chain(
+            decision
+                .warnings
+                .iter()
+                .filter(|w| !w.starts_with("would pin") && !w.starts_with("would add"))
+                .cloned(),
+        )
+        .collect();
     Answer {
         allowed: decision.allowed(),
         message: if decision.allowed() {

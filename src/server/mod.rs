@@ -21,7 +21,11 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
+use crate::cluster::Cluster;
+use crate::config::Settings;
+use crate::inspector::{Inspector, InspectorError};
 use crate::policy::{PolicyErrors, PolicySet};
+use crate::registry::RegistryClient;
 use metrics::Metrics;
 use tls::{KeyMaterial, TlsError};
 
@@ -39,6 +43,10 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     /// How long in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Registries, credentials, caches and the deadline.
+    pub settings: Settings,
+    /// Whether to read pull secrets, ServiceAccounts and Nodes from the Kubernetes API.
+    pub kubernetes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +55,8 @@ pub enum ServeError {
     Policies(#[from] PolicyErrors),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Inspector(#[from] InspectorError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -60,14 +70,36 @@ pub struct AppState {
     pub policies: Arc<ArcSwap<PolicySet>>,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    pub inspector: Arc<Inspector>,
+    /// The time an admission may spend gathering facts.
+    pub deadline: Duration,
 }
 
 impl AppState {
-    pub fn new(policies: PolicySet) -> Self {
+    pub fn new(policies: PolicySet, inspector: Inspector, deadline: Duration) -> Self {
         AppState {
             policies: Arc::new(ArcSwap::from_pointee(policies)),
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(AtomicBool::new(false)),
+            inspector: Arc::new(inspector),
+            deadline,
+        }
+    }
+}
+
+/// A Kubernetes client from the pod's service account or `KUBECONFIG`, when there is one.
+async fn kubernetes_client() -> Option<kube::Client> {
+    match kube::Config::infer().await {
+        Ok(config) => match kube::Client::try_from(config) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, "no Kubernetes client: pull secrets, ServiceAccounts and Nodes will not be read");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no Kubernetes configuration found: pull secrets, ServiceAccounts and Nodes will not be read");
+            None
         }
     }
 }
@@ -121,7 +153,19 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         source,
     })?;
 
-    let state = AppState::new(policies);
+    let cluster = if config.kubernetes {
+        kubernetes_client()
+            .await
+            .map(|client| Arc::new(Cluster::new(client, config.settings.kubernetes_cache)))
+    } else {
+        None
+    };
+    let inspector = Inspector::new(
+        RegistryClient::new(config.settings.registry.clone()),
+        cluster,
+        config.settings.inspector.clone(),
+    )?;
+    let state = AppState::new(policies, inspector, config.settings.deadline);
     let handle = Handle::new();
     let app = router(state.clone());
     let server = axum_server::from_tcp_rustls(listener, tls.clone())

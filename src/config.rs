@@ -1,0 +1,159 @@
+//! The webhook's own configuration file (`serve --config`): how to reach
+//! registries, where pull credentials come from, caching and the deadline.
+//! Strict like the policy files: unknown fields are refused.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::inspector::InspectorConfig;
+use crate::registry::{RegistryConfig, RegistrySettings};
+
+/// `imagegate serve --config FILE`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Registries that need a CA bundle or plain HTTP.
+    #[serde(default)]
+    pub registries: Vec<RegistryEntry>,
+    /// Pull secrets (`namespace/name`) tried for every pod after its own and its
+    /// ServiceAccount's.
+    #[serde(default)]
+    pub pull_secrets: Vec<String>,
+    /// A docker config file (`config.json`) tried last.
+    #[serde(default)]
+    pub docker_config: Option<PathBuf>,
+    /// Seconds an admission may spend on registry lookups; keep it below the
+    /// webhook's `timeoutSeconds`. Default 8 (against the usual 10).
+    #[serde(default)]
+    pub deadline_seconds: Option<f64>,
+    /// Seconds a tag's digest is trusted. Default 60.
+    #[serde(default)]
+    pub tag_ttl_seconds: Option<f64>,
+    /// Seconds a failed lookup is remembered. Default 10.
+    #[serde(default)]
+    pub failure_ttl_seconds: Option<f64>,
+    /// Seconds Kubernetes reads (Secrets, ServiceAccounts) are reused; Nodes twice
+    /// as long. Default 30.
+    #[serde(default)]
+    pub kubernetes_cache_seconds: Option<f64>,
+    /// Concurrent requests per registry. Default 16.
+    #[serde(default)]
+    pub max_concurrent_per_registry: Option<usize>,
+}
+
+/// How to reach one registry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryEntry {
+    /// `host[:port]` as in image references (`harbor.example.com`, `10.0.0.5:5000`).
+    pub host: String,
+    /// A PEM file with the CA certificates to trust for this registry.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Plain HTTP. Only for registries that serve no TLS.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: u64,
+        message: String,
+    },
+}
+
+/// The settings `serve` runs with, derived from the file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub registry: RegistryConfig,
+    pub inspector: InspectorConfig,
+    pub deadline: Duration,
+    pub kubernetes_cache: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        WebhookConfig::default()
+            .settings(Path::new("."))
+            .expect("the default configuration is valid")
+    }
+}
+
+impl WebhookConfig {
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let config: WebhookConfig =
+            serde_saphyr::from_str(&text).map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                line: e.location().map_or(0, |l| l.line()),
+                message: e.to_string().lines().next().unwrap_or_default().to_string(),
+            })?;
+        config.settings(path)
+    }
+
+    fn settings(self, path: &Path) -> Result<Settings, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.display().to_string(),
+            line: 0,
+            message,
+        };
+        let mut registries = Vec::new();
+        for r in self.registries {
+            let ca_pem = match &r.ca_file {
+                Some(file) => Some(std::fs::read(file).map_err(|e| ConfigError::Read {
+                    path: file.display().to_string(),
+                    message: e.to_string(),
+                })?),
+                None => None,
+            };
+            if r.host.contains("://") || r.host.contains('/') {
+                return Err(invalid(format!(
+                    "registries[].host takes host[:port], not a URL: {}",
+                    r.host
+                )));
+            }
+            registries.push(RegistrySettings {
+                host: r.host.to_ascii_lowercase(),
+                ca_pem,
+                insecure: r.insecure,
+            });
+        }
+        let mut pull_secrets = Vec::new();
+        for s in self.pull_secrets {
+            match s.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                    pull_secrets.push((ns.into(), name.into()))
+                }
+                _ => return Err(invalid(format!("pullSecrets takes namespace/name: {s}"))),
+            }
+        }
+        let secs =
+            |v: Option<f64>, default: f64| Duration::from_secs_f64(v.unwrap_or(default).max(0.0));
+        let registry = RegistryConfig {
+            registries,
+            max_concurrent_per_registry: self.max_concurrent_per_registry.unwrap_or(16).max(1),
+            ..RegistryConfig::default()
+        };
+        Ok(Settings {
+            registry,
+            inspector: InspectorConfig {
+                tag_ttl: secs(self.tag_ttl_seconds, 60.0),
+                failure_ttl: secs(self.failure_ttl_seconds, 10.0),
+                pull_secrets,
+                docker_config: self.docker_config,
+            },
+            deadline: secs(self.deadline_seconds, 8.0),
+            kubernetes_cache: secs(self.kubernetes_cache_seconds, 30.0),
+        })
+    }
+}

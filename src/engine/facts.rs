@@ -1,0 +1,82 @@
+//! Facts about images, gathered by the inspector before the engine runs, and what
+//! the engine needs gathered for a workload.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::governs;
+use crate::admission::Workload;
+use crate::policy::PolicySet;
+use crate::reference::ImageRef;
+use crate::registry::{FailureKind, ManifestFacts};
+
+/// Everything the engine may read besides the policies and the workload.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// By image, as written in the pod spec.
+    pub images: HashMap<String, ImageFacts>,
+    /// The `kubernetes.io/arch` values of the cluster's Nodes, when known.
+    pub node_architectures: Option<BTreeSet<String>>,
+}
+
+/// What the registry said about one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageFacts {
+    Found {
+        /// The digest the reference points to (the index digest when multi-platform).
+        digest: String,
+        /// Platforms, when they were needed.
+        manifest: Option<ManifestFacts>,
+    },
+    Failed(LookupFailure),
+}
+
+/// A lookup that failed, with the message a user acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// What the inspector must find out for one workload.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Needs {
+    /// Images to look up (as written), and whether their platforms are needed.
+    pub images: BTreeMap<String, bool>,
+    /// Whether the architectures of the cluster's Nodes are needed.
+    pub node_architectures: bool,
+}
+
+impl Needs {
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && !self.node_architectures
+    }
+}
+
+/// The lookups `decide` will read, so that nothing else is asked of the registry.
+pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
+    let mut needs = Needs::default();
+    let applicable: Vec<_> = policies
+        .policies
+        .iter()
+        .filter(|p| p.needs_registry() && p.applies_to_namespace(&workload.namespace))
+        .collect();
+    if applicable.is_empty() {
+        return needs;
+    }
+    for container in &workload.containers {
+        let Ok(image) = ImageRef::parse(&container.image) else {
+            continue;
+        };
+        for policy in applicable.iter().filter(|p| governs(p, &image)) {
+            let platforms = policy.architectures.is_some();
+            let entry = needs.images.entry(container.image.clone()).or_insert(false);
+            *entry |= platforms;
+            if platforms {
+                needs.node_architectures |=
+                    crate::platform::pod_arch_requirement(&workload.pod_spec)
+                        .is_none_or(|r| r.allowed.is_none());
+            }
+        }
+    }
+    needs
+}

@@ -1,0 +1,393 @@
+//! The inspector gathers facts about a workload's images before the engine runs:
+//! digests, platforms, whether the pull would succeed, and the Nodes' architectures.
+//!
+//! Cost rules, because this is the admission hot path:
+//! - a tag's digest is cached for `tag_ttl` (60 s by default); a failed lookup for
+//!   `failure_ttl` (10 s); platforms are cached by digest, which never changes;
+//! - identical lookups in flight are coalesced: fifty pods created at once with one
+//!   new image cost one digest lookup (the caches' `get_with` runs one init and
+//!   makes every other caller wait for it);
+//! - everything for one admission runs concurrently under one deadline; a lookup
+//!   still running when it passes becomes a `timeout` failure naming the lookup.
+
+mod messages;
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use moka::Expiry;
+use moka::future::Cache;
+
+use crate::admission::Workload;
+use crate::cluster::Cluster;
+use crate::credentials::{Credential, DockerConfig, Keyring};
+use crate::engine::{Facts, ImageFacts, LookupFailure, Needs};
+use crate::reference::ImageRef;
+use crate::registry::{FailureKind, ManifestFacts, RegistryClient, RegistryError};
+
+/// How the inspector caches and where it finds credentials.
+#[derive(Debug, Clone)]
+pub struct InspectorConfig {
+    /// How long a tag's digest is trusted.
+    pub tag_ttl: Duration,
+    /// How long a failed lookup is remembered.
+    pub failure_ttl: Duration,
+    /// Pull secrets (`namespace`, `name`) tried for every pod after its own.
+    pub pull_secrets: Vec<(String, String)>,
+    /// A docker config file tried last (`~/.docker/config.json` format).
+    pub docker_config: Option<PathBuf>,
+}
+
+impl Default for InspectorConfig {
+    fn default() -> Self {
+        InspectorConfig {
+            tag_ttl: Duration::from_secs(60),
+            failure_ttl: Duration::from_secs(10),
+            pull_secrets: Vec::new(),
+            docker_config: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectorError {
+    #[error("cannot read the docker config {path}: {message}")]
+    DockerConfig { path: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TagKey {
+    /// The normalized reference, with tag and/or digest.
+    image: String,
+    /// A hash of the candidate credentials, so that a lookup made with one pod's
+    /// secret never answers for another pod without it.
+    credentials: u64,
+}
+
+/// A resolved tag, and the credential that was let in.
+#[derive(Debug)]
+struct Resolved {
+    digest: String,
+    credential: Option<Credential>,
+}
+
+type TagResult = Result<Arc<Resolved>, LookupFailure>;
+
+/// Successes live for the tag TTL, failures for the failure TTL.
+struct TagExpiry {
+    ok: Duration,
+    failed: Duration,
+}
+
+impl Expiry<TagKey, TagResult> for TagExpiry {
+    fn expire_after_create(
+        &self,
+        _: &TagKey,
+        value: &TagResult,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_ok() { self.ok } else { self.failed })
+    }
+}
+
+pub struct Inspector {
+    registry: RegistryClient,
+    cluster: Option<Arc<Cluster>>,
+    config: InspectorConfig,
+    docker_config: Option<Arc<DockerConfig>>,
+    tags: Cache<TagKey, TagResult>,
+    manifests: Cache<(String, String), Arc<ManifestFacts>>,
+}
+
+/// The credentials for one workload, and what went wrong finding them.
+struct Credentials {
+    keyring: Keyring,
+    notes: Vec<String>,
+}
+
+impl Inspector {
+    pub fn new(
+        registry: RegistryClient,
+        cluster: Option<Arc<Cluster>>,
+        config: InspectorConfig,
+    ) -> Result<Self, InspectorError> {
+        let docker_config = match &config.docker_config {
+            Some(path) => {
+                let err = |message: String| InspectorError::DockerConfig {
+                    path: path.display().to_string(),
+                    message,
+                };
+                let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+                let parsed = crate::credentials::parse_docker_config(&bytes)
+                    .map_err(|e| err(e.to_string()))?;
+                Some(Arc::new(parsed))
+            }
+            None => None,
+        };
+        Ok(Inspector {
+            tags: Cache::builder()
+                .max_capacity(100_000)
+                .expire_after(TagExpiry {
+                    ok: config.tag_ttl,
+                    failed: config.failure_ttl,
+                })
+                .build(),
+            manifests: Cache::builder().max_capacity(100_000).build(),
+            registry,
+            cluster,
+            config,
+            docker_config,
+        })
+    }
+
+    /// Gathers what `needs` asks for, within `deadline`.
+    pub async fn gather(&self, needs: &Needs, workload: &Workload, deadline: Duration) -> Facts {
+        let mut facts = Facts::default();
+        if needs.is_empty() {
+            return facts;
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        let nodes = async {
+            if !needs.node_architectures {
+                return None;
+            }
+            let cluster = self.cluster.as_ref()?;
+            match tokio::time::timeout_at(until, cluster.node_architectures()).await {
+                Ok(Ok(archs)) if !archs.is_empty() => Some(archs.as_ref().clone()),
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot list Nodes; architectures come from the policy");
+                    None
+                }
+                Err(_) => None,
+            }
+        };
+        let images = async {
+            let credentials = match tokio::time::timeout_at(until, self.credentials(workload)).await
+            {
+                Ok(c) => c,
+                Err(_) => Credentials {
+                    keyring: Keyring::default(),
+                    notes: vec![
+                        "reading the pull secrets took longer than the admission deadline".into(),
+                    ],
+                },
+            };
+            let credentials = &credentials;
+            join_all(needs.images.iter().map(|(written, platforms)| async move {
+                let facts = match tokio::time::timeout_at(
+                    until,
+                    self.lookup(written, *platforms, credentials),
+                )
+                .await
+                {
+                    Ok(facts) => facts,
+                    Err(_) => ImageFacts::Failed(messages::late(written, *platforms, deadline)),
+                };
+                (written.clone(), facts)
+            }))
+            .await
+        };
+        let (node_architectures, images) = futures::join!(nodes, images);
+        facts.node_architectures = node_architectures;
+        facts.images = images.into_iter().collect();
+        facts
+    }
+
+    async fn lookup(
+        &self,
+        written: &str,
+        platforms: bool,
+        credentials: &Credentials,
+    ) -> ImageFacts {
+        let image = match ImageRef::parse(written) {
+            Ok(image) => image,
+            Err(e) => {
+                return ImageFacts::Failed(LookupFailure {
+                    kind: FailureKind::Other,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let candidates = credentials
+            .keyring
+            .lookup(image.registry(), image.repository());
+        let key = TagKey {
+            image: image.to_string(),
+            credentials: fingerprint(&candidates),
+        };
+        let resolved = self
+            .tags
+            .get_with(key, self.resolve(&image, candidates, credentials))
+            .await;
+        let resolved = match resolved {
+            Ok(r) => r,
+            Err(failure) => return ImageFacts::Failed(failure),
+        };
+        if !platforms {
+            return ImageFacts::Found {
+                digest: resolved.digest.clone(),
+                manifest: None,
+            };
+        }
+        let key = (image.name(), resolved.digest.clone());
+        let fetched = self
+            .manifests
+            .try_get_with(key, async {
+                self.registry
+                    .manifest_facts(&image, &resolved.digest, resolved.credential.as_ref())
+                    .await
+                    .map(Arc::new)
+            })
+            .await;
+        match fetched {
+            Ok(manifest) => ImageFacts::Found {
+                digest: resolved.digest.clone(),
+                manifest: Some(manifest.as_ref().clone()),
+            },
+            Err(e) => ImageFacts::Failed(messages::failure(&image, &e, &[], credentials)),
+        }
+    }
+
+    /// Resolves the digest with each candidate credential in turn (anonymously when
+    /// there is none), as the kubelet tries them.
+    async fn resolve(
+        &self,
+        image: &ImageRef,
+        candidates: Vec<Credential>,
+        credentials: &Credentials,
+    ) -> TagResult {
+        if candidates.is_empty() {
+            return match self.registry.resolve_digest(image, None).await {
+                Ok(digest) => Ok(Arc::new(Resolved {
+                    digest,
+                    credential: None,
+                })),
+                Err(e) => Err(self.failed(image, &e, &[], credentials)),
+            };
+        }
+        let mut last: Option<RegistryError> = None;
+        for credential in &candidates {
+            match self.registry.resolve_digest(image, Some(credential)).await {
+                Ok(digest) => {
+                    return Ok(Arc::new(Resolved {
+                        digest,
+                        credential: Some(credential.clone()),
+                    }));
+                }
+                Err(e) if e.kind == FailureKind::Unauthorized => last = Some(e),
+                Err(e) => {
+                    return Err(self.failed(
+                        image,
+                        &e,
+                        std::slice::from_ref(credential),
+                        credentials,
+                    ));
+                }
+            }
+        }
+        let e = last.expect("at least one candidate was tried");
+        Err(self.failed(image, &e, &candidates, credentials))
+    }
+
+    fn failed(
+        &self,
+        image: &ImageRef,
+        e: &RegistryError,
+        tried: &[Credential],
+        credentials: &Credentials,
+    ) -> LookupFailure {
+        tracing::info!(image = %image, kind = e.kind.as_str(), detail = %e.detail, "registry lookup failed");
+        messages::failure(image, e, tried, credentials)
+    }
+
+    /// The keyring for a workload: its pod's pull secrets, its ServiceAccount's,
+    /// the configured ones, then the docker config file.
+    async fn credentials(&self, workload: &Workload) -> Credentials {
+        let mut keyring = Keyring::default();
+        let mut notes = Vec::new();
+        let ns = workload.namespace.as_str();
+        let pod_secrets: Vec<String> = workload
+            .pod_spec
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        match &self.cluster {
+            None => {
+                if !pod_secrets.is_empty() || !self.config.pull_secrets.is_empty() {
+                    notes.push(
+                        "pull secrets were not read: imagegate has no Kubernetes API access".into(),
+                    );
+                }
+            }
+            Some(cluster) => {
+                let sa = workload
+                    .pod_spec
+                    .service_account_name
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "default".into());
+                let sa_secrets = match cluster.service_account_pull_secrets(ns, &sa).await {
+                    Ok(names) => names.as_ref().clone(),
+                    Err(e) => {
+                        notes.push(e.to_string());
+                        Vec::new()
+                    }
+                };
+                let wanted = pod_secrets
+                    .iter()
+                    .map(|n| {
+                        (
+                            ns.to_string(),
+                            n.clone(),
+                            format!("pod imagePullSecret \"{ns}/{n}\""),
+                        )
+                    })
+                    .chain(sa_secrets.iter().map(|n| {
+                        (
+                            ns.to_string(),
+                            n.clone(),
+                            format!("ServiceAccount \"{sa}\" imagePullSecret \"{ns}/{n}\""),
+                        )
+                    }))
+                    .chain(self.config.pull_secrets.iter().map(|(sns, n)| {
+                        (
+                            sns.clone(),
+                            n.clone(),
+                            format!("imagegate pull secret \"{sns}/{n}\""),
+                        )
+                    }))
+                    .collect::<Vec<_>>();
+                let read =
+                    join_all(wanted.iter().map(|(sns, n, _)| cluster.pull_secret(sns, n))).await;
+                for ((sns, n, label), result) in wanted.iter().zip(read) {
+                    match result {
+                        Ok(Some(config)) => keyring.add(&config, label.clone()),
+                        Ok(None) => notes.push(format!(
+                            "{label} does not exist or is not of type kubernetes.io/dockerconfigjson (Secret \"{sns}/{n}\")"
+                        )),
+                        Err(e) => notes.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        if let (Some(config), Some(path)) = (&self.docker_config, &self.config.docker_config) {
+            keyring.add(config, format!("docker config {}", path.display()));
+        }
+        Credentials { keyring, notes }
+    }
+}
+
+fn fingerprint(credentials: &[Credential]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for c in credentials {
+        (&c.username, &c.password).hash(&mut h);
+    }
+    h.finish()
+}

@@ -1,0 +1,169 @@
+//! Registry failures, classified as the pull that would follow would fail, each with
+//! the fix a user can apply.
+
+use std::error::Error as _;
+use std::fmt;
+
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+
+/// What went wrong when asking a registry about an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The repository or tag does not exist (`manifest unknown`).
+    ManifestUnknown,
+    /// The registry refused the credentials, or anonymous access (`unauthorized`).
+    Unauthorized,
+    /// The registry's certificate is signed by an authority imagegate does not trust.
+    TlsUnknownAuthority,
+    /// The certificate does not name the host (or IP address) the registry is reached by.
+    TlsWrongName,
+    /// Another TLS failure (expired certificate, plain HTTP on a TLS port, ...).
+    Tls,
+    ConnectionRefused,
+    Dns,
+    Timeout,
+    /// 429 `toomanyrequests`.
+    RateLimited,
+    /// The registry answered with an unexpected HTTP status.
+    Server(u16),
+    Other,
+}
+
+impl FailureKind {
+    /// A short name for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureKind::ManifestUnknown => "manifest-unknown",
+            FailureKind::Unauthorized => "unauthorized",
+            FailureKind::TlsUnknownAuthority => "tls-unknown-authority",
+            FailureKind::TlsWrongName => "tls-wrong-name",
+            FailureKind::Tls => "tls",
+            FailureKind::ConnectionRefused => "connection-refused",
+            FailureKind::Dns => "dns",
+            FailureKind::Timeout => "timeout",
+            FailureKind::RateLimited => "rate-limited",
+            FailureKind::Server(_) => "server-error",
+            FailureKind::Other => "other",
+        }
+    }
+
+    /// Whether the pull is certain to fail the same way on a node (the image or the
+    /// credentials are wrong), as opposed to the registry not answering in time.
+    pub fn is_definitive(&self) -> bool {
+        matches!(
+            self,
+            FailureKind::ManifestUnknown | FailureKind::Unauthorized
+        )
+    }
+}
+
+/// A failed registry request, classified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RegistryError {
+    pub kind: FailureKind,
+    /// The underlying error, for the log and the end of the message (no secrets).
+    pub detail: String,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.detail)
+    }
+}
+
+impl RegistryError {
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        RegistryError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Classifies an error of the OCI client.
+    pub fn classify(err: &OciDistributionError) -> Self {
+        use OciDistributionError as E;
+        let kind = match err {
+            E::ImageManifestNotFoundError(_) => FailureKind::ManifestUnknown,
+            E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => FailureKind::Unauthorized,
+            E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
+                Some(
+                    OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound,
+                ) => FailureKind::ManifestUnknown,
+                Some(OciErrorCode::Unauthorized | OciErrorCode::Denied) => {
+                    FailureKind::Unauthorized
+                }
+                Some(OciErrorCode::Toomanyrequests) => FailureKind::RateLimited,
+                _ => FailureKind::Other,
+            },
+            E::ServerError { code, .. } => match code {
+                401 | 403 => FailureKind::Unauthorized,
+                404 => FailureKind::ManifestUnknown,
+                429 => FailureKind::RateLimited,
+                c => FailureKind::Server(*c),
+            },
+            E::RequestError(e) => classify_transport(e),
+            _ => FailureKind::Other,
+        };
+        RegistryError::new(kind, chain(err))
+    }
+}
+
+/// Reads the transport error's chain for the TLS, connection and DNS causes.
+fn classify_transport(err: &reqwest::Error) -> FailureKind {
+    if err.is_timeout() {
+        return FailureKind::Timeout;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = err.source();
+    while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                    FailureKind::TlsUnknownAuthority
+                }
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. },
+                ) => FailureKind::TlsWrongName,
+                _ => FailureKind::Tls,
+            };
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return FailureKind::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return FailureKind::Timeout,
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    let text = chain(err).to_ascii_lowercase();
+    if text.contains("dns error")
+        || text.contains("failed to lookup address")
+        || text.contains("name or service not known")
+    {
+        FailureKind::Dns
+    } else if text.contains("connection refused") {
+        FailureKind::ConnectionRefused
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        FailureKind::Tls
+    } else {
+        FailureKind::Other
+    }
+}
+
+/// The error and its sources on one line.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        source = e.source();
+    }
+    out
+}
