@@ -286,3 +286,384 @@ fn no_policies_allow_everything_valid() {
     );
     assert!(d.allowed() && d.audit.is_empty());
 }
+
+mod registry {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::engine::{ImageFacts, LookupFailure, Needs, needs};
+    use crate::platform::Platform;
+    use crate::registry::{FailureKind, ManifestFacts};
+
+    const REGISTRY_POLICIES: &str = r#"
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: pin}
+spec:
+  namespaces: ["pin", "audit"]
+  pinDigests: true
+  skipPinning: ["harbor.example.com/sidecars/**"]
+  onRegistryError: Warn
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: arch}
+spec:
+  namespaces: ["multi"]
+  architectures: {require: [amd64, arm64]}
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: arch-mutate}
+spec:
+  namespaces: ["mutate"]
+  architectures: {onMismatch: AddNodeAffinity}
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: audit-pin}
+spec:
+  mode: Audit
+  namespaces: ["audit-only"]
+  pinDigests: true
+  pinDigestsOn: [Pod, Deployment]
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: pin-templates}
+spec:
+  namespaces: ["templates"]
+  pinDigests: true
+  pinDigestsOn: [Deployment]
+"#;
+
+    fn policies() -> PolicySet {
+        PolicySet::compile(&load_sources(&[("r.yaml", REGISTRY_POLICIES)])).unwrap()
+    }
+
+    fn workload(kind: &str, ns: &str, image: &str, extra: serde_json::Value) -> Workload {
+        let mut spec = json!({"containers": [{"name": "app", "image": image}]});
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let (group, object) = match kind {
+            "Pod" => ("", json!({"metadata": {"name": "web"}, "spec": spec})),
+            _ => (
+                "apps",
+                json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": spec}}}),
+            ),
+        };
+        Workload::from_object(group, kind, ns, &object)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn found(image: &str, platforms: &[&str]) -> Facts {
+        let manifest = (!platforms.is_empty()).then(|| ManifestFacts {
+            is_index: platforms.len() > 1,
+            platforms: platforms
+                .iter()
+                .map(|p| Platform::parse(p).unwrap())
+                .collect(),
+        });
+        let mut facts = Facts::default();
+        facts.images.insert(
+            image.into(),
+            ImageFacts::Found {
+                digest: D.into(),
+                manifest,
+            },
+        );
+        facts
+    }
+
+    fn failed(image: &str, kind: FailureKind) -> Facts {
+        let mut facts = Facts::default();
+        let failure = LookupFailure {
+            kind,
+            message: "the registry said no".into(),
+        };
+        facts
+            .images
+            .insert(image.into(), ImageFacts::Failed(failure));
+        facts
+    }
+
+    fn patches(d: &Decision) -> Vec<serde_json::Value> {
+        d.patches
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn pins_digests_where_the_policy_says() {
+        let img = "harbor.example.com/app/web:v1";
+        let pin = json!([{"op": "replace", "path": "/spec/containers/0/image", "value": format!("{img}@{D}")}]);
+        let tpl = json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": format!("{img}@{D}")}]);
+        let none = json!([]);
+        // (kind, namespace, image, expected patches, expected warning fragment)
+        let table: Vec<(&str, &str, String, &serde_json::Value, Option<&str>)> = vec![
+            ("Pod", "pin", img.into(), &pin, None),
+            ("Deployment", "pin", img.into(), &none, None),
+            ("Pod", "pin", format!("{img}@{D}"), &none, None),
+            (
+                "Pod",
+                "pin",
+                "harbor.example.com/sidecars/envoy:v1".into(),
+                &none,
+                None,
+            ),
+            ("Pod", "other", img.into(), &none, None),
+            ("Deployment", "templates", img.into(), &tpl, None),
+            ("Pod", "templates", img.into(), &none, None),
+            (
+                "Deployment",
+                "audit-only",
+                img.into(),
+                &none,
+                Some(
+                    "would pin: container \"app\" image \"harbor.example.com/app/web:v1\" to harbor.example.com/app/web:v1@sha256:",
+                ),
+            ),
+        ];
+        for (kind, ns, image, expected, warning) in table {
+            let w = workload(kind, ns, &image, json!({}));
+            let d = decide(&policies(), &w, &found(&image, &[]));
+            assert!(d.allowed(), "{kind} {ns} {image}");
+            assert_eq!(
+                serde_json::Value::Array(patches(&d)),
+                *expected,
+                "{kind} {ns} {image}"
+            );
+            match warning {
+                Some(w) => assert!(
+                    d.warnings.iter().any(|x| x.starts_with(w)),
+                    "{:?}",
+                    d.warnings
+                ),
+                None => assert!(d.warnings.is_empty(), "{:?}", d.warnings),
+            }
+        }
+    }
+
+    #[test]
+    fn failed_lookups_deny_or_warn() {
+        let img = "harbor.example.com/app/web:v1";
+        // (failure, allowed, warned)
+        let table = [
+            (FailureKind::ManifestUnknown, false, false),
+            (FailureKind::Unauthorized, false, false),
+            (FailureKind::Timeout, true, true),
+            (FailureKind::ConnectionRefused, true, true),
+            (FailureKind::TlsUnknownAuthority, true, true),
+            (FailureKind::RateLimited, true, true),
+        ];
+        for (kind, allowed, warned) in table {
+            let d = decide(
+                &policies(),
+                &workload("Pod", "pin", img, json!({})),
+                &failed(img, kind.clone()),
+            );
+            assert_eq!(d.allowed(), allowed, "{kind:?}");
+            assert_eq!(!d.warnings.is_empty(), warned, "{kind:?}");
+            if !allowed {
+                assert_eq!(d.violations[0].rule, Rule::Preflight);
+                assert_eq!(d.violations[0].message, "the registry said no");
+            } else {
+                assert!(d.warnings[0].contains("the registry said no (admitted because policy pin has onRegistryError: Warn)"), "{:?}", d.warnings);
+            }
+            assert!(d.patches.is_empty());
+        }
+        // onRegistryError defaults to Deny.
+        let d = decide(
+            &policies(),
+            &workload("Pod", "multi", img, json!({})),
+            &failed(img, FailureKind::Timeout),
+        );
+        assert!(!d.allowed());
+    }
+
+    #[test]
+    fn architectures_are_checked_against_where_the_pod_may_run() {
+        let img = "harbor.example.com/app/web:v1";
+        let arm_selector = json!({"nodeSelector": {"kubernetes.io/arch": "arm64"}});
+        let amd_selector = json!({"nodeSelector": {"kubernetes.io/arch": "amd64"}});
+        // (namespace, platforms, pod extras, node archs, expected violation fragment)
+        let table: Vec<(
+            &str,
+            Vec<&str>,
+            serde_json::Value,
+            Option<Vec<&str>>,
+            Option<&str>,
+        )> = vec![
+            (
+                "multi",
+                vec!["linux/amd64", "linux/arm64"],
+                json!({}),
+                None,
+                None,
+            ),
+            (
+                "multi",
+                vec!["linux/amd64"],
+                json!({}),
+                None,
+                Some(
+                    "the image has no linux/arm64 variant (it has linux/amd64); the pod may run on arm64 nodes (from policy), where it would crash with \"exec format error\"",
+                ),
+            ),
+            (
+                "multi",
+                vec!["linux/amd64"],
+                amd_selector.clone(),
+                None,
+                None,
+            ),
+            (
+                "multi",
+                vec!["linux/amd64"],
+                arm_selector.clone(),
+                None,
+                Some("(from nodeSelector)"),
+            ),
+            (
+                "multi",
+                vec!["linux/arm64/v8", "linux/amd64"],
+                arm_selector.clone(),
+                None,
+                None,
+            ),
+            (
+                "multi",
+                vec!["linux/amd64"],
+                json!({}),
+                Some(vec!["amd64"]),
+                None,
+            ),
+            (
+                "multi",
+                vec!["linux/arm/v7"],
+                json!({}),
+                Some(vec!["arm64"]),
+                None,
+            ),
+            (
+                "multi",
+                vec!["linux/amd64", "unknown/unknown"],
+                json!({}),
+                Some(vec!["amd64", "s390x"]),
+                Some("no linux/s390x variant"),
+            ),
+            (
+                "mutate",
+                vec!["linux/amd64"],
+                arm_selector.clone(),
+                None,
+                Some("from nodeSelector"),
+            ),
+        ];
+        for (ns, platforms, extra, nodes, expected) in table {
+            let w = workload("Pod", ns, img, extra.clone());
+            let mut facts = found(img, &platforms);
+            facts.node_architectures =
+                nodes.map(|n| n.into_iter().map(String::from).collect::<BTreeSet<_>>());
+            let d = decide(&policies(), &w, &facts);
+            match expected {
+                None => assert!(
+                    d.allowed(),
+                    "{ns} {platforms:?} {extra}: {:?}",
+                    d.violations
+                ),
+                Some(fragment) => {
+                    assert!(!d.allowed(), "{ns} {platforms:?} {extra}");
+                    assert_eq!(d.violations[0].rule, Rule::Architectures);
+                    assert!(
+                        d.violations[0].message.contains(fragment),
+                        "{}",
+                        d.violations[0].message
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn add_node_affinity_instead_of_denying() {
+        let img = "harbor.example.com/app/web:v1";
+        let nodes: BTreeSet<String> = ["amd64", "arm64"].map(String::from).into();
+        let zone = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]}]}}}});
+        let arch = json!({"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]});
+        // (pod extras, expected affinity)
+        let table = [
+            (
+                json!({}),
+                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [arch.clone()]}]}}}),
+            ),
+            (
+                zone,
+                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}, arch.clone()]}]}}}),
+            ),
+        ];
+        for (extra, affinity) in table {
+            let w = workload("Pod", "mutate", img, extra);
+            let mut facts = found(img, &["linux/amd64"]);
+            facts.node_architectures = Some(nodes.clone());
+            let d = decide(&policies(), &w, &facts);
+            assert!(d.allowed(), "{:?}", d.violations);
+            assert_eq!(
+                patches(&d),
+                [json!({"op": "add", "path": "/spec/affinity", "value": affinity})]
+            );
+        }
+    }
+
+    #[test]
+    fn needs_name_only_the_lookups_the_rules_read() {
+        let img = "harbor.example.com/app/web:v1";
+        let table = [
+            (
+                "pin",
+                Needs {
+                    images: [(img.to_string(), false)].into(),
+                    node_architectures: false,
+                },
+            ),
+            (
+                "multi",
+                Needs {
+                    images: [(img.to_string(), true)].into(),
+                    node_architectures: true,
+                },
+            ),
+            ("elsewhere", Needs::default()),
+        ];
+        for (ns, expected) in table {
+            assert_eq!(
+                needs(&policies(), &workload("Pod", ns, img, json!({}))),
+                expected,
+                "{ns}"
+            );
+        }
+        let with_selector = workload(
+            "Pod",
+            "multi",
+            img,
+            json!({"nodeSelector": {"kubernetes.io/arch": "arm64"}}),
+        );
+        assert!(
+            !needs(&policies(), &with_selector).node_architectures,
+            "the pod says where it runs"
+        );
+        // Static-only policies need nothing from the registry.
+        assert!(
+            needs(
+                &super::policies(),
+                &workload("Pod", "prod-eu", img, json!({}))
+            )
+            .is_empty()
+        );
+    }
+}
