@@ -14,9 +14,10 @@
 //! - `BENCH_ROUNDS`: alternating rounds bare/imagegate (default 2)
 //! - `BENCH_PROTOCOLS`: `http1`, `h2` or `http1,h2` (default `http1,h2`)
 //! - `BENCH_SERVER_THREADS`, `BENCH_CLIENT_THREADS`: worker threads of each runtime (default 2)
+//!
+//! Both servers set `TCP_NODELAY` on accepted connections, as imagegate does.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,8 @@ fn main() {
             tls_key: key_path.clone(),
             reload_interval: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(5),
+            settings: imagegate::config::Settings::default(),
+            kubernetes: false,
         }))
         .expect("imagegate does not start");
     let tls = KeyMaterial::read(&cert_path, &key_path)
@@ -553,14 +556,19 @@ impl Bare {
             .route("/validate", post(bare_validate))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
         let handle = Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
-            .expect("the bare server cannot use its listener")
-            .handle(handle.clone())
-            .serve(app.into_make_service());
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let server = tokio::spawn(
+            axum_server::from_tcp(listener)
+                .expect("the bare server cannot use its listener")
+                .acceptor(acceptor)
+                .handle(handle.clone())
+                .serve(app.into_make_service()),
+        );
         Bare {
             addr,
             handle,
-            server: tokio::spawn(server),
+            server,
         }
     }
 
@@ -619,6 +627,117 @@ fn admission_review(uid: &str, first_image: Option<&str>) -> Value {
         digest("git-sync")
     );
     let namespace = "team-payments";
+    let metadata = json!({
+        "generateName": "checkout-7d4b9c8f6d-",
+        "namespace": namespace,
+        "uid": "b1f0e2c4-8a7d-4e3f-9c2b-5a6d7e8f9a0b",
+        "creationTimestamp": "2025-06-12T09:41:07Z",
+        "labels": {
+            "app.kubernetes.io/name": "checkout",
+            "app.kubernetes.io/instance": "checkout-prod",
+            "app.kubernetes.io/version": "1.2.3",
+            "app.kubernetes.io/component": "api",
+            "app.kubernetes.io/part-of": "payments",
+            "app.kubernetes.io/managed-by": "Helm",
+            "pod-template-hash": "7d4b9c8f6d",
+            "team": "payments"
+        },
+        "annotations": {
+            "kubectl.kubernetes.io/restartedAt": "2025-06-12T09:40:55Z",
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9090",
+            "prometheus.io/path": "/metrics"
+        },
+        "ownerReferences": [{
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "checkout-7d4b9c8f6d",
+            "uid": "e3a1b2c4-d5e6-47f8-9a0b-1c2d3e4f5a6b",
+            "controller": true,
+            "blockOwnerDeletion": true
+        }],
+        "managedFields": [{
+            "manager": "kube-controller-manager",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": "2025-06-12T09:41:07Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {
+                    "f:annotations": {".": {}, "f:kubectl.kubernetes.io/restartedAt": {}, "f:prometheus.io/path": {}, "f:prometheus.io/port": {}, "f:prometheus.io/scrape": {}},
+                    "f:generateName": {},
+                    "f:labels": {".": {}, "f:app.kubernetes.io/component": {}, "f:app.kubernetes.io/instance": {}, "f:app.kubernetes.io/name": {}, "f:pod-template-hash": {}, "f:team": {}},
+                    "f:ownerReferences": {".": {}, "k:{\"uid\":\"e3a1b2c4-d5e6-47f8-9a0b-1c2d3e4f5a6b\"}": {}}
+                }
+            }
+        }]
+    });
+    let spec = json!({
+        "volumes": [
+            {"name": "config", "configMap": {"name": "checkout-config", "defaultMode": 420}},
+            {"name": "repo", "emptyDir": {}},
+            {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+            ]}}
+        ],
+        "containers": [
+            {
+                "name": "app",
+                "image": app,
+                "args": ["--config=/etc/checkout/config.yaml", "--listen=:8080"],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+                    {"name": "LOG_LEVEL", "value": "info"}
+                ],
+                "resources": {"limits": {"memory": "512Mi"}, "requests": {"cpu": "250m", "memory": "256Mi"}},
+                "volumeMounts": [
+                    {"name": "config", "readOnly": true, "mountPath": "/etc/checkout"},
+                    {"name": "kube-api-access-x7k2p", "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+                ],
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent",
+                "securityContext": {"runAsNonRoot": true, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+            },
+            {
+                "name": "envoy",
+                "image": proxy,
+                "args": ["-c", "/etc/envoy/envoy.yaml", "--log-level", "warn"],
+                "ports": [{"name": "proxy", "containerPort": 15001, "protocol": "TCP"}],
+                "resources": {"limits": {"memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}},
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent"
+            },
+            {
+                "name": "git-sync",
+                "image": sync,
+                "args": ["--repo=https://git.example.com/payments/checkout-config", "--period=60s", "--root=/repo"],
+                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                "volumeMounts": [{"name": "repo", "mountPath": "/repo"}],
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent"
+            }
+        ],
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 30,
+        "dnsPolicy": "ClusterFirst",
+        "serviceAccountName": "checkout",
+        "serviceAccount": "checkout",
+        "securityContext": {"runAsUser": 10001, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "schedulerName": "default-scheduler",
+        "tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        ],
+        "priority": 0,
+        "enableServiceLinks": true,
+        "preemptionPolicy": "PreemptLowerPriority"
+    });
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -638,125 +757,8 @@ fn admission_review(uid: &str, first_image: Option<&str>) -> Value {
             "object": {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {
-                    "generateName": "checkout-7d4b9c8f6d-",
-                    "namespace": namespace,
-                    "uid": "b1f0e2c4-8a7d-4e3f-9c2b-5a6d7e8f9a0b",
-                    "creationTimestamp": "2025-06-12T09:41:07Z",
-                    "labels": {
-                        "app.kubernetes.io/name": "checkout",
-                        "app.kubernetes.io/instance": "checkout-prod",
-                        "app.kubernetes.io/version": "1.2.3",
-                        "app.kubernetes.io/component": "api",
-                        "app.kubernetes.io/part-of": "payments",
-                        "app.kubernetes.io/managed-by": "Helm",
-                        "pod-template-hash": "7d4b9c8f6d",
-                        "team": "payments"
-                    },
-                    "annotations": {
-                        "kubectl.kubernetes.io/restartedAt": "2025-06-12T09:40:55Z",
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": "9090",
-                        "prometheus.io/path": "/metrics",
-                        "checksum/config": "3f9a1c0d7e5b2a8c4d6e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c"
-                    },
-                    "ownerReferences": [{
-                        "apiVersion": "apps/v1",
-                        "kind": "ReplicaSet",
-                        "name": "checkout-7d4b9c8f6d",
-                        "uid": "e3a1b2c4-d5e6-47f8-9a0b-1c2d3e4f5a6b",
-                        "controller": true,
-                        "blockOwnerDeletion": true
-                    }],
-                    "managedFields": [{
-                        "manager": "kube-controller-manager",
-                        "operation": "Update",
-                        "apiVersion": "v1",
-                        "time": "2025-06-12T09:41:07Z",
-                        "fieldsType": "FieldsV1",
-                        "fieldsV1": {
-                            "f:metadata": {
-                                "f:annotations": {".": {}, "f:checksum/config": {}, "f:kubectl.kubernetes.io/restartedAt": {}, "f:prometheus.io/path": {}, "f:prometheus.io/port": {}, "f:prometheus.io/scrape": {}},
-                                "f:generateName": {},
-                                "f:labels": {".": {}, "f:app.kubernetes.io/component": {}, "f:app.kubernetes.io/instance": {}, "f:app.kubernetes.io/name": {}, "f:pod-template-hash": {}, "f:team": {}},
-                                "f:ownerReferences": {".": {}, "k:{\"uid\":\"e3a1b2c4-d5e6-47f8-9a0b-1c2d3e4f5a6b\"}": {}}
-                            },
-                            "f:spec": {
-                                "f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}, "f:ports": {}, "f:resources": {}}, "k:{\"name\":\"envoy\"}": {".": {}, "f:image": {}, "f:name": {}}, "k:{\"name\":\"git-sync\"}": {".": {}, "f:image": {}, "f:name": {}}},
-                                "f:serviceAccountName": {},
-                                "f:volumes": {".": {}, "k:{\"name\":\"config\"}": {".": {}, "f:name": {}}}
-                            }
-                        }
-                    }]
-                },
-                "spec": {
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": "checkout-config", "defaultMode": 420}},
-                        {"name": "repo", "emptyDir": {}},
-                        {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
-                            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
-                        ]}}
-                    ],
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": app,
-                            "args": ["--config=/etc/checkout/config.yaml", "--listen=:8080"],
-                            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
-                            "env": [
-                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-                                {"name": "LOG_LEVEL", "value": "info"},
-                                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "checkout-db", "key": "password"}}}
-                            ],
-                            "resources": {"limits": {"memory": "512Mi"}, "requests": {"cpu": "250m", "memory": "256Mi"}},
-                            "volumeMounts": [
-                                {"name": "config", "readOnly": true, "mountPath": "/etc/checkout"},
-                                {"name": "kube-api-access-x7k2p", "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
-                            ],
-                            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
-                            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http", "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
-                            "terminationMessagePath": "/dev/termination-log",
-                            "terminationMessagePolicy": "File",
-                            "imagePullPolicy": "IfNotPresent",
-                            "securityContext": {"runAsNonRoot": true, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-                        },
-                        {
-                            "name": "envoy",
-                            "image": proxy,
-                            "args": ["-c", "/etc/envoy/envoy.yaml", "--log-level", "warn"],
-                            "ports": [{"name": "proxy", "containerPort": 15001, "protocol": "TCP"}],
-                            "resources": {"limits": {"memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}},
-                            "terminationMessagePath": "/dev/termination-log",
-                            "terminationMessagePolicy": "File",
-                            "imagePullPolicy": "IfNotPresent"
-                        },
-                        {
-                            "name": "git-sync",
-                            "image": sync,
-                            "args": ["--repo=https://git.example.com/payments/checkout-config", "--period=60s", "--root=/repo"],
-                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                            "volumeMounts": [{"name": "repo", "mountPath": "/repo"}],
-                            "terminationMessagePath": "/dev/termination-log",
-                            "terminationMessagePolicy": "File",
-                            "imagePullPolicy": "IfNotPresent"
-                        }
-                    ],
-                    "restartPolicy": "Always",
-                    "terminationGracePeriodSeconds": 30,
-                    "dnsPolicy": "ClusterFirst",
-                    "serviceAccountName": "checkout",
-                    "serviceAccount": "checkout",
-                    "securityContext": {"runAsUser": 10001, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "schedulerName": "default-scheduler",
-                    "tolerations": [
-                        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-                    ],
-                    "priority": 0,
-                    "enableServiceLinks": true,
-                    "preemptionPolicy": "PreemptLowerPriority"
-                },
+                "metadata": metadata,
+                "spec": spec,
                 "status": {}
             },
             "oldObject": null,

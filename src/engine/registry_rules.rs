@@ -69,10 +69,7 @@ pub(super) fn check(
             if policy.pin_digests
                 && !*pinned
                 && ctx.image.digest().is_none()
-                && policy
-                    .pin_digests_on
-                    .iter()
-                    .any(|k| *k == ctx.workload.kind)
+                && policy.pin_digests_on.contains(&ctx.workload.kind)
                 && !policy.skip_pinning.matches(ctx.image)
             {
                 let pinned_image = format!("{}@{digest}", ctx.container.image);

@@ -490,13 +490,14 @@ spec:
         let arm_selector = json!({"nodeSelector": {"kubernetes.io/arch": "arm64"}});
         let amd_selector = json!({"nodeSelector": {"kubernetes.io/arch": "amd64"}});
         // (namespace, platforms, pod extras, node archs, expected violation fragment)
-        let table: Vec<(
-            &str,
-            Vec<&str>,
+        type Case<'a> = (
+            &'a str,
+            Vec<&'a str>,
             serde_json::Value,
-            Option<Vec<&str>>,
-            Option<&str>,
-        )> = vec![
+            Option<Vec<&'a str>>,
+            Option<&'a str>,
+        );
+        let table: Vec<Case> = vec![
             (
                 "multi",
                 vec!["linux/amd64", "linux/arm64"],

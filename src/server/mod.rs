@@ -168,11 +168,16 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let state = AppState::new(policies, inspector, config.settings.deadline);
     let handle = Handle::new();
     let app = router(state.clone());
-    let server = axum_server::from_tcp_rustls(listener, tls.clone())
+    // TCP_NODELAY: without it Nagle's algorithm holds small HTTP/2 frames back for
+    // tens of milliseconds, and the API server speaks HTTP/2 to webhooks.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.clone())
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let server = axum_server::from_tcp(listener)
         .map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
         })?
+        .acceptor(acceptor)
         .handle(handle.clone())
         .serve(app.into_make_service());
     let server = tokio::spawn(server);
