@@ -64,7 +64,7 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         return needs;
     }
     for container in &workload.containers {
-        let Ok(image) = ImageRef::parse(&container.image) else {
+        let Ok(image) = ImageRef::parse_cached(&container.image) else {
             continue;
         };
         for policy in applicable.iter().filter(|p| governs(p, &image)) {

@@ -114,7 +114,7 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         .collect();
     let mut arch = registry_rules::ArchPlan::default();
     for container in &workload.containers {
-        let image = match ImageRef::parse(&container.image) {
+        let image = match ImageRef::parse_cached(&container.image) {
             Ok(image) => image,
             Err(e) => {
                 // The pod would end in InvalidImageName whatever the policies say.

@@ -21,7 +21,7 @@ pub(super) fn failure(
     let what = match (image.tag(), image.digest()) {
         (_, Some(digest)) => format!("{}@{digest}", image.name()),
         (Some(tag), None) => format!("{}:{tag}", image.name()),
-        (None, None) => image.name(),
+        (None, None) => image.name().to_string(),
     };
     let message = match &e.kind {
         FailureKind::ManifestUnknown => format!(

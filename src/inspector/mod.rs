@@ -233,7 +233,7 @@ impl Inspector {
                 manifest: None,
             };
         }
-        let key = (image.name(), resolved.digest.clone());
+        let key = (image.name().to_string(), resolved.digest.clone());
         let fetched = self
             .manifests
             .try_get_with(key, async {

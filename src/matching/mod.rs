@@ -85,6 +85,8 @@ impl ImagePattern {
 pub struct PatternSet {
     patterns: Vec<ImagePattern>,
     names: GlobSet,
+    /// True when a pattern has a tag part, so the name alone cannot decide.
+    has_tags: bool,
 }
 
 impl Default for PatternSet {
@@ -92,6 +94,7 @@ impl Default for PatternSet {
         PatternSet {
             patterns: Vec::new(),
             names: GlobSet::empty(),
+            has_tags: false,
         }
     }
 }
@@ -105,7 +108,12 @@ impl PatternSet {
         let names = builder
             .build()
             .map_err(|e| PatternError::Glob(e.to_string()))?;
-        Ok(PatternSet { patterns, names })
+        let has_tags = patterns.iter().any(|p| p.tag.is_some());
+        Ok(PatternSet {
+            patterns,
+            names,
+            has_tags,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,8 +130,7 @@ impl PatternSet {
         if self.patterns.is_empty() {
             return None;
         }
-        let name = image.name();
-        let mut hits = self.names.matches(&name);
+        let mut hits = self.names.matches(image.name());
         hits.sort_unstable();
         hits.into_iter()
             .map(|i| &self.patterns[i])
@@ -134,7 +141,11 @@ impl PatternSet {
     }
 
     pub fn matches(&self, image: &ImageRef) -> bool {
-        self.first_match(image).is_some()
+        if self.has_tags {
+            self.first_match(image).is_some()
+        } else {
+            self.names.is_match(image.name())
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! name is refused) and a small, cheap-to-clone view used everywhere else.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use oci_client::Reference;
 
@@ -33,6 +34,8 @@ pub enum ReferenceError {
 /// A parsed, normalized image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
+    /// `registry/repository`, computed once: patterns match it on every request.
+    name: String,
     registry: String,
     repository: String,
     tag: Option<String>,
@@ -71,8 +74,10 @@ impl ImageRef {
             ReferenceError::Grammar(e.to_string())
         })?;
         let implicit_tag = !has_explicit_tag(input) && parsed.digest().is_none();
+        let registry = parsed.registry().to_ascii_lowercase();
         Ok(ImageRef {
-            registry: parsed.registry().to_ascii_lowercase(),
+            name: format!("{registry}/{}", parsed.repository()),
+            registry,
             repository: parsed.repository().to_owned(),
             tag: parsed.tag().map(str::to_owned),
             digest: parsed.digest().map(str::to_owned),
@@ -106,8 +111,22 @@ impl ImageRef {
     }
 
     /// `registry/repository`, the form policy patterns match against.
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Like [`ImageRef::parse`], through a process-wide cache: the same images come
+    /// back request after request, and the grammar's regex is the costly part.
+    pub fn parse_cached(input: &str) -> Result<Arc<ImageRef>, ReferenceError> {
+        static CACHE: OnceLock<moka::sync::Cache<String, Result<Arc<ImageRef>, ReferenceError>>> =
+            OnceLock::new();
+        let cache = CACHE.get_or_init(|| moka::sync::Cache::new(10_000));
+        if let Some(hit) = cache.get(input) {
+            return hit;
+        }
+        let parsed = ImageRef::parse(input).map(Arc::new);
+        cache.insert(input.to_string(), parsed.clone());
+        parsed
     }
 }
 
@@ -442,6 +461,17 @@ mod tests {
                     );
                 }
                 (got, expect) => panic!("{input:?}: got {got:?}, expected {expect:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_answers_like_the_parser() {
+        for (input, _) in cases() {
+            let direct = ImageRef::parse(&input);
+            for _ in 0..2 {
+                let cached = ImageRef::parse_cached(&input).map(|r| (*r).clone());
+                assert_eq!(cached, direct, "{input:?}");
             }
         }
     }
