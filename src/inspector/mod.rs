@@ -74,7 +74,15 @@ struct Resolved {
     credential: Option<Credential>,
 }
 
-type TagResult = Result<Arc<Resolved>, LookupFailure>;
+/// A failed resolution: the error and the credentials the registry refused. The
+/// message is written per admission, since it names that pod's secrets.
+#[derive(Debug)]
+struct Refused {
+    error: RegistryError,
+    tried: Vec<Credential>,
+}
+
+type TagResult = Result<Arc<Resolved>, Arc<Refused>>;
 
 /// Successes live for the tag TTL, failures for the failure TTL.
 struct TagExpiry {
@@ -221,11 +229,18 @@ impl Inspector {
         };
         let resolved = self
             .tags
-            .get_with(key, self.resolve(&image, candidates, credentials))
+            .get_with(key, self.resolve(&image, candidates))
             .await;
         let resolved = match resolved {
             Ok(r) => r,
-            Err(failure) => return ImageFacts::Failed(failure),
+            Err(refused) => {
+                return ImageFacts::Failed(messages::failure(
+                    &image,
+                    &refused.error,
+                    &refused.tried,
+                    credentials,
+                ));
+            }
         };
         if !platforms {
             return ImageFacts::Found {
@@ -254,19 +269,14 @@ impl Inspector {
 
     /// Resolves the digest with each candidate credential in turn (anonymously when
     /// there is none), as the kubelet tries them.
-    async fn resolve(
-        &self,
-        image: &ImageRef,
-        candidates: Vec<Credential>,
-        credentials: &Credentials,
-    ) -> TagResult {
+    async fn resolve(&self, image: &ImageRef, candidates: Vec<Credential>) -> TagResult {
         if candidates.is_empty() {
             return match self.registry.resolve_digest(image, None).await {
                 Ok(digest) => Ok(Arc::new(Resolved {
                     digest,
                     credential: None,
                 })),
-                Err(e) => Err(self.failed(image, &e, &[], credentials)),
+                Err(e) => Err(refused(image, e, Vec::new())),
             };
         }
         let mut last: Option<RegistryError> = None;
@@ -279,29 +289,11 @@ impl Inspector {
                     }));
                 }
                 Err(e) if e.kind == FailureKind::Unauthorized => last = Some(e),
-                Err(e) => {
-                    return Err(self.failed(
-                        image,
-                        &e,
-                        std::slice::from_ref(credential),
-                        credentials,
-                    ));
-                }
+                Err(e) => return Err(refused(image, e, vec![credential.clone()])),
             }
         }
         let e = last.expect("at least one candidate was tried");
-        Err(self.failed(image, &e, &candidates, credentials))
-    }
-
-    fn failed(
-        &self,
-        image: &ImageRef,
-        e: &RegistryError,
-        tried: &[Credential],
-        credentials: &Credentials,
-    ) -> LookupFailure {
-        tracing::info!(image = %image, kind = e.kind.as_str(), detail = %e.detail, "registry lookup failed");
-        messages::failure(image, e, tried, credentials)
+        Err(refused(image, e, candidates))
     }
 
     /// The keyring for a workload: its pod's pull secrets, its ServiceAccount's,
@@ -382,6 +374,11 @@ impl Inspector {
         }
         Credentials { keyring, notes }
     }
+}
+
+fn refused(image: &ImageRef, error: RegistryError, tried: Vec<Credential>) -> Arc<Refused> {
+    tracing::info!(image = %image, kind = error.kind.as_str(), detail = %error.detail, "registry lookup failed");
+    Arc::new(Refused { error, tried })
 }
 
 fn fingerprint(credentials: &[Credential]) -> u64 {

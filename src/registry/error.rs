@@ -115,20 +115,20 @@ fn classify_transport(err: &reqwest::Error) -> FailureKind {
     if err.is_timeout() {
         return FailureKind::Timeout;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = err.source();
+    if let Some(tls) = err.source().and_then(find::<rustls::Error>) {
+        return match tls {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                FailureKind::TlsUnknownAuthority
+            }
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            ) => FailureKind::TlsWrongName,
+            _ => FailureKind::Tls,
+        };
+    }
+    let mut source = err.source();
     while let Some(e) = source {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return match tls {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-                    FailureKind::TlsUnknownAuthority
-                }
-                rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForName
-                    | rustls::CertificateError::NotValidForNameContext { .. },
-                ) => FailureKind::TlsWrongName,
-                _ => FailureKind::Tls,
-            };
-        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return FailureKind::ConnectionRefused,
@@ -151,6 +151,24 @@ fn classify_transport(err: &reqwest::Error) -> FailureKind {
     } else {
         FailureKind::Other
     }
+}
+
+/// Finds an error of type `T` in a chain, looking inside `io::Error`s too: they
+/// hide the error they wrap from `source()`, and hyper nests them.
+fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    if let Some(t) = e.downcast_ref::<T>() {
+        return Some(t);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        && let Some(t) = find::<T>(inner)
+    {
+        return Some(t);
+    }
+    e.source().and_then(find::<T>)
 }
 
 /// The error and its sources on one line.

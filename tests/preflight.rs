@@ -1,0 +1,612 @@
+//! Registry lookups against a real registry (Debian's docker-registry 2.8): pull
+//! pre-flight classes and their messages, credentials, coalescing, Accept headers.
+//! The inspector and the engine run in-process, exactly as the server wires them.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use imagegate::admission::Workload;
+use imagegate::cluster::Cluster;
+use imagegate::engine::{self, Decision, ImageFacts};
+use imagegate::inspector::{Inspector, InspectorConfig};
+use imagegate::policy::{PolicySet, load_sources};
+use imagegate::registry::{RegistryClient, RegistryConfig, RegistrySettings};
+use serde_json::{Value, json};
+use support::images::{self, Format};
+use support::kube::FakeApiServer;
+use support::registry::{Kind, Registry};
+use support::token::{Grant, TokenServer, TokenServerConfig};
+
+const PREFLIGHT: &str = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: preflight}\nspec:\n  preflight: true\n";
+
+fn settings_for(registry: &Registry, with_ca: bool) -> RegistrySettings {
+    RegistrySettings {
+        host: registry.host(),
+        ca_pem: if with_ca {
+            registry.ca_pem().map(String::into_bytes)
+        } else {
+            None
+        },
+        insecure: !registry.kind().is_tls(),
+    }
+}
+
+struct Gate {
+    inspector: Inspector,
+    policies: PolicySet,
+    deadline: Duration,
+}
+
+impl Gate {
+    fn new(
+        policy: &str,
+        registries: Vec<RegistrySettings>,
+        cluster: Option<Arc<Cluster>>,
+        config: InspectorConfig,
+    ) -> Gate {
+        let registry = RegistryClient::new(RegistryConfig {
+            registries,
+            connect_timeout: Duration::from_secs(2),
+            ..RegistryConfig::default()
+        });
+        Gate {
+            inspector: Inspector::new(registry, cluster, config).unwrap(),
+            policies: PolicySet::compile(&load_sources(&[("p.yaml", policy)])).unwrap(),
+            deadline: Duration::from_secs(5),
+        }
+    }
+
+    fn simple(registries: Vec<RegistrySettings>) -> Gate {
+        Gate::new(PREFLIGHT, registries, None, InspectorConfig::default())
+    }
+
+    async fn admit(&self, pod: &Value) -> (Decision, Workload) {
+        let w = Workload::from_object("", "Pod", "team", pod)
+            .unwrap()
+            .unwrap();
+        let needs = engine::needs(&self.policies, &w);
+        let facts = self.inspector.gather(&needs, &w, self.deadline).await;
+        (engine::decide(&self.policies, &w, &facts), w)
+    }
+
+    /// The denial message for a one-container pod running `image`.
+    async fn deny(&self, image: &str) -> String {
+        let (d, w) = self.admit(&pod(&[image], None)).await;
+        assert!(!d.allowed(), "{image} should be denied");
+        d.denial_message(&w)
+    }
+}
+
+fn pod(images: &[&str], pull_secret: Option<&str>) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| json!({"name": format!("c{i}"), "image": img}))
+        .collect();
+    let mut spec = json!({"containers": containers});
+    if let Some(s) = pull_secret {
+        spec["imagePullSecrets"] = json!([{"name": s}]);
+    }
+    json!({"metadata": {"name": "web", "namespace": "team"}, "spec": spec})
+}
+
+async fn push(registry: &Registry, repo_tag: &str) -> String {
+    let client = images::client(registry);
+    let reference = images::reference(registry, repo_tag);
+    images::push_single(
+        &client,
+        &images::auth(registry),
+        &reference,
+        "amd64",
+        "linux",
+        None,
+        Format::Oci,
+    )
+    .await
+    .expect("push")
+}
+
+#[tokio::test]
+async fn resolves_with_one_head_and_caches_by_tag() {
+    let registry = Registry::start(Kind::Plain).await;
+    let digest = push(&registry, "team/app:v1").await;
+    let gate = Gate::simple(vec![settings_for(&registry, false)]);
+    let image = registry.reference("team/app:v1");
+    registry.reset_counts();
+    let (d, _) = gate.admit(&pod(&[&image], None)).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert_eq!(registry.count("HEAD", "/v2/team/app/manifests/v1"), 1);
+    assert_eq!(
+        registry.count("GET", "/manifests/"),
+        0,
+        "no manifest body for a digest"
+    );
+    // Warm: no request at all.
+    registry.reset_counts();
+    for _ in 0..5 {
+        assert!(gate.admit(&pod(&[&image], None)).await.0.allowed());
+    }
+    assert_eq!(registry.requests().len(), 0, "{:?}", registry.requests());
+    // The digest that was found is the pushed one.
+    let w = Workload::from_object("", "Pod", "team", &pod(&[&image], None))
+        .unwrap()
+        .unwrap();
+    let facts = gate
+        .inspector
+        .gather(&engine::needs(&gate.policies, &w), &w, gate.deadline)
+        .await;
+    assert!(matches!(&facts.images[&image], ImageFacts::Found { digest: d, .. } if *d == digest));
+}
+
+#[tokio::test]
+async fn eight_containers_and_fifty_concurrent_admissions_cost_one_lookup() {
+    let registry = Registry::start(Kind::Plain).await;
+    push(&registry, "team/app:v1").await;
+    push(&registry, "team/app:v2").await;
+    let gate = Arc::new(Gate::simple(vec![settings_for(&registry, false)]));
+    let image = registry.reference("team/app:v1");
+    registry.reset_counts();
+    let (d, _) = gate.admit(&pod(&[image.as_str(); 8], None)).await;
+    assert!(d.allowed());
+    assert_eq!(
+        registry.count("HEAD", "/manifests/v1"),
+        1,
+        "{:?}",
+        registry.requests()
+    );
+
+    let image = registry.reference("team/app:v2");
+    registry.reset_counts();
+    let admissions = (0..50).map(|_| {
+        let gate = gate.clone();
+        let image = image.clone();
+        tokio::spawn(async move { gate.admit(&pod(&[&image], None)).await.0.allowed() })
+    });
+    for allowed in futures::future::join_all(admissions).await {
+        assert!(allowed.unwrap());
+    }
+    assert_eq!(
+        registry.count("HEAD", "/manifests/v2"),
+        1,
+        "{:?}",
+        registry.requests()
+    );
+}
+
+#[tokio::test]
+async fn multi_platform_images_resolve_to_the_index_digest_with_the_full_accept_list() {
+    let registry = Registry::start(Kind::Plain).await;
+    let client = images::client(&registry);
+    let auth = images::auth(&registry);
+    let platforms = [
+        ("linux", "amd64", None),
+        ("linux", "arm64", None),
+        ("linux", "arm", Some("v7")),
+    ];
+    let policy = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: arch}\nspec:\n  architectures:\n    require: [amd64, arm64, s390x]\n";
+    let gate = Gate::new(
+        policy,
+        vec![settings_for(&registry, false)],
+        None,
+        InspectorConfig::default(),
+    );
+    for (format, repo) in [
+        (Format::Oci, "oci/app:v1"),
+        (Format::Docker, "docker/app:v1"),
+    ] {
+        let (index, children) = images::push_index(
+            &client,
+            &auth,
+            &images::reference(&registry, repo),
+            &platforms,
+            format,
+            true,
+        )
+        .await
+        .unwrap();
+        let image = registry.reference(repo);
+        let w = Workload::from_object("", "Pod", "team", &pod(&[&image], None))
+            .unwrap()
+            .unwrap();
+        let facts = gate
+            .inspector
+            .gather(&engine::needs(&gate.policies, &w), &w, gate.deadline)
+            .await;
+        match &facts.images[&image] {
+            ImageFacts::Found { digest, manifest } => {
+                // Not the amd64 child (Docker v2 only), not a schema1 rewrite (no Accept).
+                assert_eq!(digest, &index, "{format:?}");
+                assert!(!children.contains(digest));
+                let m = manifest.as_ref().unwrap();
+                assert!(m.is_index);
+                let names: Vec<String> = m.platforms.iter().map(|p| p.to_string()).collect();
+                assert_eq!(
+                    names,
+                    ["linux/amd64", "linux/arm64", "linux/arm/v7"],
+                    "attestations are not platforms"
+                );
+            }
+            other => panic!("{format:?}: {other:?}"),
+        }
+        let msg = engine::decide(&gate.policies, &w, &facts).denial_message(&w);
+        assert!(
+            msg.contains("the image has no linux/s390x variant (it has linux/amd64, linux/arm64, linux/arm/v7); the pod may run on s390x nodes (from policy), where it would crash with \"exec format error\""),
+            "{msg}"
+        );
+    }
+    // A single-platform image: the platform comes from its config.
+    push(&registry, "single/app:v1").await;
+    let msg = gate.deny(&registry.reference("single/app:v1")).await;
+    assert!(
+        msg.contains("the image has no linux/arm64, linux/s390x variant (it has linux/amd64)"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn manifest_unknown_and_connection_refused_and_dns() {
+    let registry = Registry::start(Kind::Plain).await;
+    push(&registry, "team/app:v1").await;
+    let gate = Gate::simple(vec![
+        settings_for(&registry, false),
+        RegistrySettings {
+            host: "127.0.0.1:9".into(),
+            insecure: true,
+            ca_pem: None,
+        },
+    ]);
+    let host = registry.host();
+    // (image, fragments of the message)
+    let table: Vec<(String, Vec<String>)> = vec![
+        (registry.reference("team/app:v2"), vec![format!("manifest unknown: {host} has no {host}/team/app:v2; check the image name and tag for typos"), "[policy preflight, rule preflight]".into()]),
+        (registry.reference("team/nope:v1"), vec![format!("manifest unknown: {host} has no {host}/team/nope:v1")]),
+        (format!("{}@sha256:{}", registry.reference("team/app"), "a".repeat(64)), vec![format!("has no {host}/team/app@sha256:aaaa")]),
+        ("127.0.0.1:9/team/app:v1".into(), vec!["connection refused: nothing answers at 127.0.0.1:9; check the registry host and port".into()]),
+        ("registry.invalid/team/app:v1".into(), vec!["DNS: the registry host \"registry.invalid\" does not resolve".into()]),
+    ];
+    for (image, fragments) in table {
+        let msg = gate.deny(&image).await;
+        for f in fragments {
+            assert!(msg.contains(&f), "{image}: {msg}\nlacks {f}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tls_unknown_authority_and_missing_ip_san() {
+    let tls = Registry::start(Kind::Tls).await;
+    let no_ip = Registry::start(Kind::TlsWithoutIpSan).await;
+    push(&tls, "team/app:v1").await;
+    // Without the CA: unknown authority. With it: found.
+    let msg = Gate::simple(vec![])
+        .deny(&tls.reference("team/app:v1"))
+        .await;
+    assert!(msg.contains(&format!("x509: certificate signed by unknown authority: the TLS certificate of {} is not signed by a CA imagegate trusts; add the registry's CA to imagegate's registry configuration (registries[].caFile)", tls.host())), "{msg}");
+    let (d, _) = Gate::simple(vec![settings_for(&tls, true)])
+        .admit(&pod(&[&tls.reference("team/app:v1")], None))
+        .await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    // The certificate names localhost only; the registry is reached by 127.0.0.1.
+    let msg = Gate::simple(vec![settings_for(&no_ip, true)])
+        .deny(&no_ip.reference("team/app:v1"))
+        .await;
+    assert!(msg.contains(&format!("TLS: the certificate of {} is not valid for \"127.0.0.1\" (a registry reached by IP address needs that IP in the certificate's subject alternative names)", no_ip.host())), "{msg}");
+}
+
+#[tokio::test]
+async fn basic_auth_credentials_from_pod_secrets_service_accounts_and_docker_config() {
+    let registry = Registry::start(Kind::htpasswd("robot", "s3cr:t p@ss")).await;
+    push(&registry, "team/app:v1").await;
+    let host = registry.host();
+    let image = registry.reference("team/app:v1");
+    let api = FakeApiServer::start().await;
+    api.add_pull_secret("team", "right", &json!({"auths": {format!("https://{host}"): {"username": "robot", "password": "s3cr:t p@ss"}}}));
+    api.add_pull_secret(
+        "team",
+        "wrong",
+        &json!({"auths": {host.clone(): {"auth": base64("robot:nope")}}}),
+    );
+    api.add_pull_secret(
+        "team",
+        "elsewhere",
+        &json!({"auths": {"harbor.example.com": {"username": "x", "password": "y"}}}),
+    );
+    api.add_service_account("team", "default", &[]);
+    api.add_service_account("team", "builder", &["right"]);
+    let cluster = Arc::new(Cluster::new(api.client(), Duration::from_secs(30)));
+    let gate = Gate::new(
+        PREFLIGHT,
+        vec![settings_for(&registry, true)],
+        Some(cluster.clone()),
+        InspectorConfig::default(),
+    );
+
+    // No secret: anonymous, refused, and the message says what was seen.
+    let msg = gate.deny(&image).await;
+    assert!(msg.contains(&format!("unauthorized: {host} refused anonymous access, and no pull secret has an auths key matching {host} (the pod has no pull secret); add a kubernetes.io/dockerconfigjson imagePullSecret for {host} to the pod or its ServiceAccount")), "{msg}");
+    // A secret for another registry is not sent, and is named.
+    let (d, w) = gate.admit(&pod(&[&image], Some("elsewhere"))).await;
+    let msg = d.denial_message(&w);
+    assert!(
+        msg.contains(
+            "auths keys seen: \"harbor.example.com\" in pod imagePullSecret \"team/elsewhere\""
+        ),
+        "{msg}"
+    );
+    // Wrong password: the secret and its key are named, never the password.
+    let (d, w) = gate.admit(&pod(&[&image], Some("wrong"))).await;
+    let msg = d.denial_message(&w);
+    assert!(msg.contains(&format!("unauthorized: {host} refused the credentials of user \"robot\" from pod imagePullSecret \"team/wrong\" (auths key \"{host}\")")), "{msg}");
+    assert!(!msg.contains("nope"), "{msg}");
+    // A missing secret is noted.
+    let (d, w) = gate.admit(&pod(&[&image], Some("ghost"))).await;
+    assert!(
+        d.denial_message(&w)
+            .contains("note: pod imagePullSecret \"team/ghost\" does not exist"),
+        "{}",
+        d.denial_message(&w)
+    );
+    // The right secret, on the pod; then on the ServiceAccount.
+    assert!(gate.admit(&pod(&[&image], Some("right"))).await.0.allowed());
+    let mut sa_pod = pod(&[&image], None);
+    sa_pod["spec"]["serviceAccountName"] = json!("builder");
+    assert!(gate.admit(&sa_pod).await.0.allowed());
+    // Several matches are tried in order: the wrong one first, then the right one.
+    let mut both = pod(&[&image], None);
+    both["spec"]["imagePullSecrets"] = json!([{"name": "wrong"}, {"name": "right"}]);
+    assert!(gate.admit(&both).await.0.allowed());
+
+    // A docker config file, tried last.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"auths": {format!("{host}/team"): {"auth": base64("robot:s3cr:t p@ss")}}})
+            .to_string(),
+    )
+    .unwrap();
+    let gate = Gate::new(
+        PREFLIGHT,
+        vec![settings_for(&registry, true)],
+        None,
+        InspectorConfig {
+            docker_config: Some(config),
+            ..InspectorConfig::default()
+        },
+    );
+    assert!(gate.admit(&pod(&[&image], None)).await.0.allowed());
+}
+
+fn base64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn token_auth_and_insufficient_scope() {
+    let tokens = TokenServer::start(TokenServerConfig::default().user(
+        "ci",
+        "ci-pass",
+        &[Grant::new("team/app", &["pull", "push"])],
+    ));
+    let registry = Registry::start(tokens.kind()).await;
+    let client = images::client(&registry);
+    let ci = images::basic("ci", "ci-pass");
+    images::push_single(
+        &client,
+        &ci,
+        &images::reference(&registry, "team/app:v1"),
+        "amd64",
+        "linux",
+        None,
+        Format::Oci,
+    )
+    .await
+    .unwrap();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"auths": {host.clone(): {"username": "ci", "password": "ci-pass"}}}).to_string(),
+    )
+    .unwrap();
+    let gate = Gate::new(
+        PREFLIGHT,
+        vec![settings_for(&registry, true)],
+        None,
+        InspectorConfig {
+            docker_config: Some(config.clone()),
+            ..InspectorConfig::default()
+        },
+    );
+    tokens.reset_count();
+    assert!(
+        gate.admit(&pod(&[&registry.reference("team/app:v1")], None))
+            .await
+            .0
+            .allowed()
+    );
+    assert!(
+        tokens.count() >= 1,
+        "the bearer flow went through the token server"
+    );
+    // The token grants team/app only: other/app is refused (insufficient_scope).
+    let msg = gate.deny(&registry.reference("other/app:v1")).await;
+    assert!(
+        msg.contains(&format!(
+            "unauthorized: {host} refused the credentials of user \"ci\" from docker config {}",
+            config.display()
+        )),
+        "{msg}"
+    );
+}
+
+/// A registry stand-in that answers every request with `status`, `headers` and
+/// `body`, and records the Authorization headers it was sent.
+async fn fake_registry(
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: &'static str,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>, Arc<AtomicUsize>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (seen.clone(), count.clone());
+    let app = Router::new().fallback(move |h: HeaderMap| {
+        let (s, c, headers) = (s.clone(), c.clone(), headers.clone());
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            if let Some(a) = h.get("authorization") {
+                s.lock()
+                    .unwrap()
+                    .push(a.to_str().unwrap_or_default().to_string());
+            }
+            let mut resp = (status, body).into_response();
+            for (k, v) in headers {
+                resp.headers_mut().insert(k, v.parse().unwrap());
+            }
+            resp
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr.to_string(), seen, count)
+}
+
+#[tokio::test]
+async fn rate_limits_and_slow_registries() {
+    let (limited, _, _) = fake_registry(
+        StatusCode::TOO_MANY_REQUESTS,
+        vec![("ratelimit-limit", "100;w=21600".into()), ("ratelimit-remaining", "0;w=21600".into())],
+        r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit. You may increase the limit by authenticating and upgrading"}]}"#,
+    )
+    .await;
+    let gate = Gate::simple(vec![RegistrySettings {
+        host: limited.clone(),
+        insecure: true,
+        ca_pem: None,
+    }]);
+    let msg = gate.deny(&format!("{limited}/library/nginx:1.27")).await;
+    assert!(
+        msg.contains(&format!(
+            "429 toomanyrequests: {limited} is rate-limiting pulls ("
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("You have reached your pull rate limit"),
+        "{msg}"
+    );
+    assert!(msg.contains("pull with credentials (an imagePullSecret; authenticated pulls have higher limits) or through a mirror"), "{msg}");
+
+    // A registry that accepts connections and never answers: the deadline decides.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let mut gate = Gate::simple(vec![RegistrySettings {
+        host: silent_addr.clone(),
+        insecure: true,
+        ca_pem: None,
+    }]);
+    gate.deadline = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let msg = gate.deny(&format!("{silent_addr}/team/app:v1")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the deadline holds: {:?}",
+        started.elapsed()
+    );
+    assert!(msg.contains(&format!("timeout: the registry lookup of \"{silent_addr}/team/app:v1\" (its digest) did not finish within the admission deadline of 0.5 s")), "{msg}");
+    // onRegistryError: Warn admits it with a warning instead.
+    let warn = PREFLIGHT.replace(
+        "preflight: true",
+        "preflight: true\n  onRegistryError: Warn",
+    );
+    let mut gate = Gate::new(
+        &warn,
+        vec![RegistrySettings {
+            host: silent_addr.clone(),
+            insecure: true,
+            ca_pem: None,
+        }],
+        None,
+        InspectorConfig::default(),
+    );
+    gate.deadline = Duration::from_millis(300);
+    let (d, _) = gate
+        .admit(&pod(&[&format!("{silent_addr}/team/app:v1")], None))
+        .await;
+    assert!(d.allowed());
+    assert!(
+        d.warnings[0].contains("admitted because policy preflight has onRegistryError: Warn"),
+        "{:?}",
+        d.warnings
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn credentials_go_only_to_their_registry_never_to_a_redirect_target() {
+    // The target records what it is sent.
+    let (target, target_seen, target_count) =
+        fake_registry(StatusCode::NOT_FOUND, vec![], "{}").await;
+    // The registry redirects every request to the target (another host:port).
+    let (registry, registry_seen, _) = fake_registry(
+        StatusCode::TEMPORARY_REDIRECT,
+        vec![(
+            "location",
+            format!("http://{target}/v2/team/app/manifests/v1"),
+        )],
+        "",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({"auths": {registry.clone(): {"username": "robot", "password": "only-for-registry"}}}).to_string()).unwrap();
+    let gate = Gate::new(
+        PREFLIGHT,
+        vec![
+            RegistrySettings {
+                host: registry.clone(),
+                insecure: true,
+                ca_pem: None,
+            },
+            RegistrySettings {
+                host: target.clone(),
+                insecure: true,
+                ca_pem: None,
+            },
+        ],
+        None,
+        InspectorConfig {
+            docker_config: Some(config),
+            ..InspectorConfig::default()
+        },
+    );
+    let (d, _) = gate
+        .admit(&pod(
+            &[
+                &format!("{registry}/team/app:v1"),
+                &format!("{target}/team/app:v1"),
+            ],
+            None,
+        ))
+        .await;
+    assert!(!d.allowed());
+    assert!(
+        target_count.load(Ordering::SeqCst) > 0,
+        "the redirect was followed and the target asked directly"
+    );
+    assert!(
+        target_seen.lock().unwrap().is_empty(),
+        "credentials reached another host: {:?}",
+        target_seen.lock().unwrap()
+    );
+    let _ = registry_seen;
+}
