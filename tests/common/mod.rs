@@ -53,8 +53,19 @@ pub struct Imagegate {
 }
 
 impl Imagegate {
-    /// Starts imagegate with `policies` written as files into its policy directory.
+    /// Starts imagegate with `policies` written as files into its policy directory,
+    /// without Kubernetes API access.
     pub async fn start(policies: &[(&str, &str)]) -> Imagegate {
+        Imagegate::start_with(policies, None, None).await
+    }
+
+    /// Starts imagegate with a webhook configuration file (`--config`) and a
+    /// kubeconfig (`KUBECONFIG`), when given.
+    pub async fn start_with(
+        policies: &[(&str, &str)],
+        config: Option<&str>,
+        kubeconfig: Option<&Path>,
+    ) -> Imagegate {
         let dir = tempfile::tempdir().unwrap();
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policy_dir).unwrap();
@@ -63,16 +74,26 @@ impl Imagegate {
         }
         let tls = dir.path().join("tls");
         generate_certs(&tls);
-        let mut child = Command::new(BIN)
-            .args([
-                "--log-format",
-                "json",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--reload-interval",
-                "0.1",
-            ])
+        let mut command = Command::new(BIN);
+        command.args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-interval",
+            "0.1",
+        ]);
+        if let Some(config) = config {
+            let path = dir.path().join("imagegate.yaml");
+            std::fs::write(&path, config).unwrap();
+            command.arg("--config").arg(path);
+        }
+        match kubeconfig {
+            Some(k) => command.env("KUBECONFIG", k),
+            None => command.args(["--kubernetes", "false"]),
+        };
+        let mut child = command
             .arg("--policies")
             .arg(&policy_dir)
             .arg("--tls-cert")

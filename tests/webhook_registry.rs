@@ -1,0 +1,283 @@
+//! The real binary against a real registry: digest pinning through `/mutate`,
+//! architectures with the cluster's Nodes, pull secrets read through the Kubernetes
+//! API, and fifty concurrent admissions of one new image.
+
+mod common;
+mod support;
+
+use base64::Engine;
+use common::*;
+use serde_json::{Value, json};
+use support::images::{self, Format};
+use support::kube::FakeApiServer;
+use support::registry::{Kind, Registry};
+
+fn insecure(registry: &Registry) -> String {
+    format!(
+        "registries:\n  - host: \"{}\"\n    insecure: true\n",
+        registry.host()
+    )
+}
+
+fn decoded_patch(response: &Value) -> Value {
+    let b64 = response["patch"].as_str().expect("a patch");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn push(registry: &Registry, repo_tag: &str) -> String {
+    let client = images::client(registry);
+    let reference = images::reference(registry, repo_tag);
+    images::push_single(
+        &client,
+        &images::auth(registry),
+        &reference,
+        "amd64",
+        "linux",
+        None,
+        Format::Oci,
+    )
+    .await
+    .expect("push")
+}
+
+#[tokio::test]
+async fn pins_tags_to_digests_on_pods_only_and_reports_audit_pins() {
+    let registry = Registry::start(Kind::Plain).await;
+    let digest = push(&registry, "team/web:v1").await;
+    let pin = policy(
+        "pin",
+        "namespaces: [team]\npinDigests: true\nskipPinning: [\"*/sidecars/**\"]",
+    );
+    let audit = policy(
+        "audit-pin",
+        "namespaces: [audit]\nmode: Audit\npinDigests: true",
+    );
+    let ig = Imagegate::start_with(
+        &[("pin.yaml", &pin), ("audit.yaml", &audit)],
+        Some(&insecure(&registry)),
+        None,
+    )
+    .await;
+    let image = registry.reference("team/web:v1");
+
+    let pod = object(
+        "Pod",
+        "web",
+        &[("app", &image), ("init", &format!("{image}@{digest}"))],
+    );
+    let r = ig
+        .review("/mutate", &review("CREATE", &pod, None, None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["patchType"], "JSONPatch");
+    assert_eq!(
+        decoded_patch(&r),
+        json!([{"op": "replace", "path": "/spec/containers/0/image", "value": format!("{image}@{digest}")}]),
+        "only the tag is pinned; the image with a digest is left alone"
+    );
+
+    // A Deployment's template is not pinned by default (GitOps drift).
+    let deploy = object("Deployment", "web", &[("app", &image)]);
+    let r = ig
+        .review("/mutate", &review("CREATE", &deploy, None, None))
+        .await;
+    assert!(r.get("patch").is_none(), "{r}");
+
+    // An Audit policy reports the would-be pin and changes nothing.
+    let mut audited = object("Pod", "web", &[("app", &image)]);
+    audited["metadata"]["namespace"] = json!("audit");
+    let mut req = review("CREATE", &audited, None, None);
+    req["request"]["namespace"] = json!("audit");
+    let r = ig.review("/mutate", &req).await;
+    assert!(r.get("patch").is_none(), "{r}");
+    assert!(
+        r["warnings"][0].as_str().unwrap().starts_with(&format!(
+            "would pin: container \"app\" image \"{image}\" to {image}@{digest}"
+        )),
+        "{r}"
+    );
+
+    // A tag that does not exist is denied by /validate with the fix.
+    let missing = object("Pod", "web", &[("app", &registry.reference("team/web:v2"))]);
+    let r = ig
+        .review("/validate", &review("CREATE", &missing, None, None))
+        .await;
+    assert_eq!(r["allowed"], false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "manifest unknown: {} has no {}/team/web:v2",
+            registry.host(),
+            registry.host()
+        )),
+        "{msg}"
+    );
+    // The pinned pod the API server sends back to /validate passes: the digest exists.
+    let pinned = object("Pod", "web", &[("app", &format!("{image}@{digest}"))]);
+    assert_eq!(
+        ig.review("/validate", &review("CREATE", &pinned, None, None))
+            .await["allowed"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_admissions_of_a_new_image_cost_one_digest_lookup() {
+    let registry = Registry::start(Kind::Plain).await;
+    push(&registry, "team/new:v1").await;
+    let pre = policy("preflight", "preflight: true");
+    let ig = Imagegate::start_with(&[("p.yaml", &pre)], Some(&insecure(&registry)), None).await;
+    let image = registry.reference("team/new:v1");
+    registry.reset_counts();
+    let ig = std::sync::Arc::new(ig);
+    let admissions = (0..50).map(|i| {
+        let ig = ig.clone();
+        let image = image.clone();
+        tokio::spawn(async move {
+            let pod = object("Pod", &format!("web-{i}"), &[("app", &image)]);
+            ig.review("/validate", &review("CREATE", &pod, None, None))
+                .await["allowed"]
+                == true
+        })
+    });
+    for allowed in futures::future::join_all(admissions).await {
+        assert!(allowed.unwrap());
+    }
+    assert_eq!(
+        registry.count("HEAD", "/v2/team/new/manifests/v1"),
+        1,
+        "{:?}",
+        registry.requests()
+    );
+}
+
+#[tokio::test]
+async fn architectures_from_the_clusters_nodes_deny_or_add_a_node_affinity() {
+    let registry = Registry::start(Kind::Plain).await;
+    push(&registry, "team/amd64-only:v1").await;
+    let client = images::client(&registry);
+    images::push_index(
+        &client,
+        &images::auth(&registry),
+        &images::reference(&registry, "team/multi:v1"),
+        &[("linux", "amd64", None), ("linux", "arm64", None)],
+        Format::Docker,
+        true,
+    )
+    .await
+    .unwrap();
+    let api = FakeApiServer::start().await;
+    api.add_node("node-a", "amd64");
+    api.add_node("node-b", "arm64");
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    api.kubeconfig(kubeconfig.path());
+    let deny = policy("arch", "namespaces: [team]\narchitectures: {}");
+    let mutate = policy(
+        "arch-affinity",
+        "namespaces: [mutating]\narchitectures:\n  onMismatch: AddNodeAffinity",
+    );
+    let ig = Imagegate::start_with(
+        &[("a.yaml", &deny), ("b.yaml", &mutate)],
+        Some(&insecure(&registry)),
+        Some(kubeconfig.path()),
+    )
+    .await;
+
+    let amd64_only = registry.reference("team/amd64-only:v1");
+    let pod = object("Pod", "web", &[("app", &amd64_only)]);
+    let r = ig
+        .review("/validate", &review("CREATE", &pod, None, None))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("the image has no linux/arm64 variant (it has linux/amd64); the pod may run on arm64 nodes (from cluster nodes), where it would crash with \"exec format error\""), "{msg}");
+    assert!(api.count("/api/v1/nodes") >= 1);
+
+    let multi = object(
+        "Pod",
+        "web",
+        &[("app", &registry.reference("team/multi:v1"))],
+    );
+    assert_eq!(
+        ig.review("/validate", &review("CREATE", &multi, None, None))
+            .await["allowed"],
+        true
+    );
+    let mut pinned_to_amd64 = pod.clone();
+    pinned_to_amd64["spec"]["nodeSelector"] = json!({"kubernetes.io/arch": "amd64"});
+    assert_eq!(
+        ig.review("/validate", &review("CREATE", &pinned_to_amd64, None, None))
+            .await["allowed"],
+        true
+    );
+
+    // AddNodeAffinity: /mutate keeps the pod off the arm64 nodes.
+    let mut req = review("CREATE", &pod, None, None);
+    req["request"]["namespace"] = json!("mutating");
+    req["request"]["object"]["metadata"]["namespace"] = json!("mutating");
+    let r = ig.review("/mutate", &req).await;
+    assert_eq!(
+        decoded_patch(&r),
+        json!([{"op": "add", "path": "/spec/affinity", "value": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}}}]),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn pull_secrets_are_read_through_the_kubernetes_api() {
+    let registry = Registry::start(Kind::htpasswd("robot", "pw")).await;
+    push(&registry, "team/private:v1").await;
+    let host = registry.host();
+    let api = FakeApiServer::start().await;
+    api.add_pull_secret(
+        "team",
+        "regcred",
+        &json!({"auths": {host.clone(): {"username": "robot", "password": "pw"}}}),
+    );
+    api.add_service_account("team", "default", &[]);
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    api.kubeconfig(kubeconfig.path());
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), registry.ca_pem().unwrap()).unwrap();
+    let config = format!(
+        "registries:\n  - host: \"{host}\"\n    caFile: \"{}\"\n",
+        ca.path().display()
+    );
+    let ig = Imagegate::start_with(
+        &[("p.yaml", &policy("preflight", "preflight: true"))],
+        Some(&config),
+        Some(kubeconfig.path()),
+    )
+    .await;
+    let image = registry.reference("team/private:v1");
+
+    let bare = object("Pod", "web", &[("app", &image)]);
+    let r = ig
+        .review("/validate", &review("CREATE", &bare, None, None))
+        .await;
+    assert_eq!(r["allowed"], false);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("unauthorized: {host} refused anonymous access")),
+        "{r}"
+    );
+
+    let mut with_secret = bare.clone();
+    with_secret["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    assert_eq!(
+        ig.review("/validate", &review("CREATE", &with_secret, None, None))
+            .await["allowed"],
+        true
+    );
+    assert!(api.count("/secrets/regcred") >= 1);
+    // The password is never logged.
+    assert!(!ig.log().contains("\"pw\""), "credentials in the log");
+}
