@@ -50,9 +50,12 @@ pub struct Decision {
     pub violations: Vec<Violation>,
     /// Audit violations: reported, never enforced.
     pub audit: Vec<Violation>,
-    /// Warnings that deny nothing: a registry that could not be asked under
-    /// `onRegistryError: Warn`, a patch an Audit policy would have made.
+    /// Warnings that deny nothing, for the validating webhook: a registry that
+    /// could not be asked under `onRegistryError: Warn`.
     pub warnings: Vec<String>,
+    /// The patches an Audit policy would have made (`would pin: ...`), for the
+    /// mutating webhook, which reports them instead of applying them.
+    pub would_mutate: Vec<String>,
     /// The mutations (digest pins, node affinity), for the mutating webhook.
     pub patches: Vec<json_patch::PatchOperation>,
 }
@@ -86,7 +89,7 @@ impl Decision {
             .collect()
     }
 
-    /// Every warning for the client: the Audit findings, then the others.
+    /// The validating webhook's warnings: the Audit findings, then the others.
     pub fn all_warnings(&self) -> Vec<String> {
         let mut all = self.audit_warnings();
         all.extend(self.warnings.iter().cloned());

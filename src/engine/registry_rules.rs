@@ -83,7 +83,7 @@ pub(super) fn check(
                             }));
                         *pinned = true;
                     }
-                    Mode::Audit => decision.warnings.push(format!(
+                    Mode::Audit => decision.would_mutate.push(format!(
                         "would pin: {} to {pinned_image} [policy {}, rule pinDigests]",
                         ctx.who(),
                         policy.name
@@ -159,7 +159,7 @@ impl ArchPlan {
             && !supported.is_empty()
         {
             if ctx.policy.mode == Mode::Audit {
-                decision.warnings.push(format!(
+                decision.would_mutate.push(format!(
                     "would add a required node affinity {ARCH_LABEL} in [{}]: {} lacks {missing_list} [policy {}, rule architectures]",
                     supported.iter().cloned().collect::<Vec<_>>().join(", "),
                     ctx.who(),

@@ -438,12 +438,13 @@ spec:
             );
             match warning {
                 Some(w) => assert!(
-                    d.warnings.iter().any(|x| x.starts_with(w)),
+                    d.would_mutate.iter().any(|x| x.starts_with(w)),
                     "{:?}",
-                    d.warnings
+                    d.would_mutate
                 ),
-                None => assert!(d.warnings.is_empty(), "{:?}", d.warnings),
+                None => assert!(d.would_mutate.is_empty(), "{:?}", d.would_mutate),
             }
+            assert!(d.warnings.is_empty(), "{:?}", d.warnings);
         }
     }
 

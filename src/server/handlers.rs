@@ -129,7 +129,7 @@ async fn judge(
 
 fn mutating_answer(decision: Decision) -> Answer {
     Answer {
-        warnings: decision.warnings,
+        warnings: decision.would_mutate,
         patch: Some(json_patch::Patch(decision.patches)),
         ..Answer::allow()
     }
@@ -141,17 +141,7 @@ fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
     if !would_deny.is_empty() {
         audit_annotations.insert("would-deny".to_string(), would_deny.join("; "));
     }
-    // Patches are the mutating webhook's: here only what denies or warns.
-    let warnings: Vec<String> = would_deny
-        .into_iter()
-        .chain(
-            decision
-                .warnings
-                .iter()
-                .filter(|w| !w.starts_with("would pin") && !w.starts_with("would add"))
-                .cloned(),
-        )
-        .collect();
+    let warnings = decision.all_warnings();
     Answer {
         allowed: decision.allowed(),
         message: if decision.allowed() {
