@@ -96,26 +96,10 @@ fn pod(images: &[&str], pull_secret: Option<&str>) -> Value {
     json!({"metadata": {"name": "web", "namespace": "team"}, "spec": spec})
 }
 
-async fn push(registry: &Registry, repo_tag: &str) -> String {
-    let client = images::client(registry);
-    let reference = images::reference(registry, repo_tag);
-    images::push_single(
-        &client,
-        &images::auth(registry),
-        &reference,
-        "amd64",
-        "linux",
-        None,
-        Format::Oci,
-    )
-    .await
-    .expect("push")
-}
-
 #[tokio::test]
 async fn resolves_with_one_head_and_caches_by_tag() {
     let registry = Registry::start(Kind::Plain).await;
-    let digest = push(&registry, "team/app:v1").await;
+    let digest = images::push_amd64(&registry, "team/app:v1").await;
     let gate = Gate::simple(vec![settings_for(&registry, false)]);
     let image = registry.reference("team/app:v1");
     registry.reset_counts();
@@ -147,8 +131,8 @@ async fn resolves_with_one_head_and_caches_by_tag() {
 #[tokio::test]
 async fn eight_containers_and_fifty_concurrent_admissions_cost_one_lookup() {
     let registry = Registry::start(Kind::Plain).await;
-    push(&registry, "team/app:v1").await;
-    push(&registry, "team/app:v2").await;
+    images::push_amd64(&registry, "team/app:v1").await;
+    images::push_amd64(&registry, "team/app:v2").await;
     let gate = Arc::new(Gate::simple(vec![settings_for(&registry, false)]));
     let image = registry.reference("team/app:v1");
     registry.reset_counts();
@@ -241,7 +225,7 @@ async fn multi_platform_images_resolve_to_the_index_digest_with_the_full_accept_
         );
     }
     // A single-platform image: the platform comes from its config.
-    push(&registry, "single/app:v1").await;
+    images::push_amd64(&registry, "single/app:v1").await;
     let msg = gate.deny(&registry.reference("single/app:v1")).await;
     assert!(
         msg.contains("the image has no linux/arm64, linux/s390x variant (it has linux/amd64)"),
@@ -252,7 +236,7 @@ async fn multi_platform_images_resolve_to_the_index_digest_with_the_full_accept_
 #[tokio::test]
 async fn manifest_unknown_and_connection_refused_and_dns() {
     let registry = Registry::start(Kind::Plain).await;
-    push(&registry, "team/app:v1").await;
+    images::push_amd64(&registry, "team/app:v1").await;
     let gate = Gate::simple(vec![
         settings_for(&registry, false),
         RegistrySettings {
@@ -282,7 +266,7 @@ async fn manifest_unknown_and_connection_refused_and_dns() {
 async fn tls_unknown_authority_and_missing_ip_san() {
     let tls = Registry::start(Kind::Tls).await;
     let no_ip = Registry::start(Kind::TlsWithoutIpSan).await;
-    push(&tls, "team/app:v1").await;
+    images::push_amd64(&tls, "team/app:v1").await;
     // Without the CA: unknown authority. With it: found.
     let msg = Gate::simple(vec![])
         .deny(&tls.reference("team/app:v1"))
@@ -302,7 +286,7 @@ async fn tls_unknown_authority_and_missing_ip_san() {
 #[tokio::test]
 async fn basic_auth_credentials_from_pod_secrets_service_accounts_and_docker_config() {
     let registry = Registry::start(Kind::htpasswd("robot", "s3cr:t p@ss")).await;
-    push(&registry, "team/app:v1").await;
+    images::push_amd64(&registry, "team/app:v1").await;
     let host = registry.host();
     let image = registry.reference("team/app:v1");
     let api = FakeApiServer::start().await;

@@ -29,26 +29,10 @@ fn decoded_patch(response: &Value) -> Value {
     .unwrap()
 }
 
-async fn push(registry: &Registry, repo_tag: &str) -> String {
-    let client = images::client(registry);
-    let reference = images::reference(registry, repo_tag);
-    images::push_single(
-        &client,
-        &images::auth(registry),
-        &reference,
-        "amd64",
-        "linux",
-        None,
-        Format::Oci,
-    )
-    .await
-    .expect("push")
-}
-
 #[tokio::test]
 async fn pins_tags_to_digests_on_pods_only_and_reports_audit_pins() {
     let registry = Registry::start(Kind::Plain).await;
-    let digest = push(&registry, "team/web:v1").await;
+    let digest = images::push_amd64(&registry, "team/web:v1").await;
     let pin = policy(
         "pin",
         "namespaces: [team]\npinDigests: true\nskipPinning: [\"*/sidecars/**\"]",
@@ -129,7 +113,7 @@ async fn pins_tags_to_digests_on_pods_only_and_reports_audit_pins() {
 #[tokio::test]
 async fn fifty_concurrent_admissions_of_a_new_image_cost_one_digest_lookup() {
     let registry = Registry::start(Kind::Plain).await;
-    push(&registry, "team/new:v1").await;
+    images::push_amd64(&registry, "team/new:v1").await;
     let pre = policy("preflight", "preflight: true");
     let ig = Imagegate::start_with(&[("p.yaml", &pre)], Some(&insecure(&registry)), None).await;
     let image = registry.reference("team/new:v1");
@@ -159,7 +143,7 @@ async fn fifty_concurrent_admissions_of_a_new_image_cost_one_digest_lookup() {
 #[tokio::test]
 async fn architectures_from_the_clusters_nodes_deny_or_add_a_node_affinity() {
     let registry = Registry::start(Kind::Plain).await;
-    push(&registry, "team/amd64-only:v1").await;
+    images::push_amd64(&registry, "team/amd64-only:v1").await;
     let client = images::client(&registry);
     images::push_index(
         &client,
@@ -232,7 +216,7 @@ async fn architectures_from_the_clusters_nodes_deny_or_add_a_node_affinity() {
 #[tokio::test]
 async fn pull_secrets_are_read_through_the_kubernetes_api() {
     let registry = Registry::start(Kind::htpasswd("robot", "pw")).await;
-    push(&registry, "team/private:v1").await;
+    images::push_amd64(&registry, "team/private:v1").await;
     let host = registry.host();
     let api = FakeApiServer::start().await;
     api.add_pull_secret(

@@ -70,17 +70,25 @@ pub enum ObjectError {
     },
 }
 
+/// The kinds imagegate covers: (API group, kind, JSON pointer of the pod spec).
+pub const KINDS: &[(&str, &str, &str)] = &[
+    ("", "Pod", "/spec"),
+    ("apps", "Deployment", "/spec/template/spec"),
+    ("apps", "StatefulSet", "/spec/template/spec"),
+    ("apps", "DaemonSet", "/spec/template/spec"),
+    ("apps", "ReplicaSet", "/spec/template/spec"),
+    ("", "ReplicationController", "/spec/template/spec"),
+    ("batch", "Job", "/spec/template/spec"),
+    ("batch", "CronJob", "/spec/jobTemplate/spec/template/spec"),
+];
+
 /// Where the pod spec lives for each kind imagegate covers, or `None` for a kind it
 /// does not look at.
 pub fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
-    match (group, kind) {
-        ("", "Pod") => Some("/spec"),
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-        | ("", "ReplicationController")
-        | ("batch", "Job") => Some("/spec/template/spec"),
-        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
-        _ => None,
-    }
+    KINDS
+        .iter()
+        .find(|(g, k, _)| *g == group && *k == kind)
+        .map(|(_, _, pointer)| *pointer)
 }
 
 impl Workload {

@@ -9,6 +9,7 @@ use serde_saphyr::Spanned;
 
 use super::spec::{self, ArchMismatchAction, Mode, PolicyDocument, RegistryErrorAction};
 use super::{PolicyError, PolicyErrors, PolicySource};
+use crate::admission::KINDS;
 use crate::matching::{ImagePattern, NameSet, PatternKind, PatternSet};
 
 /// A validated policy with its matchers compiled.
@@ -44,18 +45,6 @@ pub struct Architectures {
     pub require: Vec<String>,
     pub on_mismatch: ArchMismatchAction,
 }
-
-/// The kinds whose pod templates imagegate reads.
-pub const KINDS: &[&str] = &[
-    "Pod",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "ReplicationController",
-    "Job",
-    "CronJob",
-];
 
 /// Architecture names as the `kubernetes.io/arch` label writes them.
 const ARCHES: &[&str] = &[
@@ -254,13 +243,14 @@ impl Checker<'_> {
             None => pin_digests_on.push("Pod".to_string()),
             Some(kinds) => {
                 for (i, k) in kinds.iter().enumerate() {
-                    if KINDS.contains(&k.value.as_str()) {
+                    if KINDS.iter().any(|(_, kind, _)| *kind == k.value) {
                         pin_digests_on.push(k.value.clone());
                     } else {
+                        let kinds: Vec<&str> = KINDS.iter().map(|(_, kind, _)| *kind).collect();
                         let msg = format!(
                             "unknown kind `{}`: expected one of {}",
                             k.value,
-                            KINDS.join(", ")
+                            kinds.join(", ")
                         );
                         self.error(k, format!("spec.pinDigestsOn[{i}]"), msg);
                     }

@@ -321,6 +321,22 @@ pub async fn push_single(
     .await
 }
 
+/// Pushes a linux/amd64 OCI image to `repo_tag` on `registry` with the registry's
+/// own credentials, and returns its digest.
+pub async fn push_amd64(registry: &Registry, repo_tag: &str) -> String {
+    push_single(
+        &client(registry),
+        &auth(registry),
+        &reference(registry, repo_tag),
+        "amd64",
+        "linux",
+        None,
+        Format::Oci,
+    )
+    .await
+    .expect("push")
+}
+
 /// Pushes the layers and config of `image`, then its manifest to `reference`.
 pub async fn push_built(
     client: &Client,
