@@ -129,6 +129,66 @@ async fn resolves_with_one_head_and_caches_by_tag() {
 }
 
 #[tokio::test]
+async fn tags_expire_after_their_ttl_and_failures_are_remembered_briefly() {
+    let registry = Registry::start(Kind::Plain).await;
+    let first = images::push_amd64(&registry, "team/app:v1").await;
+    let config = InspectorConfig {
+        tag_ttl: Duration::from_millis(300),
+        failure_ttl: Duration::from_millis(300),
+        ..InspectorConfig::default()
+    };
+    let gate = Gate::new(
+        PREFLIGHT,
+        vec![settings_for(&registry, false)],
+        None,
+        config,
+    );
+    let image = registry.reference("team/app:v1");
+    let missing = registry.reference("team/app:v9");
+    registry.reset_counts();
+    for _ in 0..3 {
+        assert!(gate.admit(&pod(&[&image], None)).await.0.allowed());
+        assert!(!gate.admit(&pod(&[&missing], None)).await.0.allowed());
+    }
+    assert_eq!(registry.count("HEAD", "/manifests/v1"), 1);
+    assert_eq!(
+        registry.count("HEAD", "/manifests/v9"),
+        1,
+        "the failure is cached"
+    );
+    // The tag is overwritten in the registry; after the TTL imagegate sees the new digest.
+    let client = images::client(&registry);
+    let second = images::push_single(
+        &client,
+        &images::auth(&registry),
+        &images::reference(&registry, "team/app:v1"),
+        "arm64",
+        "linux",
+        None,
+        Format::Oci,
+    )
+    .await
+    .unwrap();
+    assert_ne!(first, second);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let w = Workload::from_object("", "Pod", "team", &pod(&[&image], None))
+        .unwrap()
+        .unwrap();
+    let facts = gate
+        .inspector
+        .gather(&engine::needs(&gate.policies, &w), &w, gate.deadline)
+        .await;
+    assert!(matches!(&facts.images[&image], ImageFacts::Found { digest: d, .. } if *d == second));
+    assert!(!gate.admit(&pod(&[&missing], None)).await.0.allowed());
+    assert_eq!(registry.count("HEAD", "/manifests/v1"), 2);
+    assert_eq!(
+        registry.count("HEAD", "/manifests/v9"),
+        2,
+        "and expires too"
+    );
+}
+
+#[tokio::test]
 async fn eight_containers_and_fifty_concurrent_admissions_cost_one_lookup() {
     let registry = Registry::start(Kind::Plain).await;
     images::push_amd64(&registry, "team/app:v1").await;
