@@ -101,6 +101,20 @@ async fn pins_tags_to_digests_on_pods_only_and_reports_audit_pins() {
         )),
         "{msg}"
     );
+    let metrics = ig
+        .client
+        .get(ig.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!(
+        "imagegate_registry_lookup_failures_total{{registry=\"{}\",kind=\"manifest-unknown\"}} 1",
+        registry.host()
+    );
+    assert!(metrics.contains(&line), "{metrics}");
     // The pinned pod the API server sends back to /validate passes: the digest exists.
     let pinned = object("Pod", "web", &[("app", &format!("{image}@{digest}"))]);
     assert_eq!(

@@ -10,11 +10,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::metrics::{EndpointLabels, RequestLabels, ViolationLabels};
+use super::metrics::{EndpointLabels, LookupLabels, RequestLabels, ViolationLabels};
 use crate::admission::Workload;
 use crate::admission::review::{self, Answer, Request};
-use crate::engine::{self, Decision};
+use crate::engine::{self, Decision, Facts, ImageFacts};
 use crate::policy::Mode;
+use crate::reference::ImageRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -115,6 +116,9 @@ async fn judge(
         .inspector
         .gather(&needs, workload, state.deadline)
         .await;
+    if endpoint == Endpoint::Validate {
+        count_lookup_failures(state, &facts);
+    }
     let decision = engine::decide(&policies, workload, &facts);
     match endpoint {
         // The mutating webhook only mutates: the validating one, which runs after
@@ -123,6 +127,24 @@ async fn judge(
         Endpoint::Validate => {
             record(state, endpoint, request, workload, &decision);
             validating_answer(&decision, workload)
+        }
+    }
+}
+
+fn count_lookup_failures(state: &AppState, facts: &Facts) {
+    for (image, facts) in &facts.images {
+        if let ImageFacts::Failed(failure) = facts {
+            let registry = ImageRef::parse_cached(image)
+                .map(|r| r.registry().to_string())
+                .unwrap_or_default();
+            state
+                .metrics
+                .lookup_failures
+                .get_or_create(&LookupLabels {
+                    registry,
+                    kind: failure.kind.as_str(),
+                })
+                .inc();
         }
     }
 }

@@ -36,8 +36,17 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// The registry host.
+    pub registry: String,
+    /// `manifest-unknown`, `unauthorized`, `tls-unknown-authority`, `timeout`, ...
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub lookup_failures: Family<LookupLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub violations: Family<ViolationLabels, Counter>,
     pub latency: Family<EndpointLabels, Histogram>,
@@ -74,8 +83,15 @@ impl Default for Metrics {
             "Policy and certificate reloads, by result",
             reloads.clone(),
         );
+        let lookup_failures = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "registry_lookup_failures",
+            "Registry lookups that failed, by registry and kind of failure",
+            lookup_failures.clone(),
+        );
         Metrics {
             registry,
+            lookup_failures,
             requests,
             violations,
             latency,
