@@ -75,6 +75,16 @@ impl Gate {
         (engine::decide(&self.policies, &w, &facts), w)
     }
 
+    /// What the inspector finds out for a one-container pod running `image`.
+    async fn facts(&self, image: &str) -> engine::Facts {
+        let w = Workload::from_object("", "Pod", "team", &pod(&[image], None))
+            .unwrap()
+            .unwrap();
+        self.inspector
+            .gather(&engine::needs(&self.policies, &w), &w, self.deadline)
+            .await
+    }
+
     /// The denial message for a one-container pod running `image`.
     async fn deny(&self, image: &str) -> String {
         let (d, w) = self.admit(&pod(&[image], None)).await;
@@ -118,13 +128,7 @@ async fn resolves_with_one_head_and_caches_by_tag() {
     }
     assert_eq!(registry.requests().len(), 0, "{:?}", registry.requests());
     // The digest that was found is the pushed one.
-    let w = Workload::from_object("", "Pod", "team", &pod(&[&image], None))
-        .unwrap()
-        .unwrap();
-    let facts = gate
-        .inspector
-        .gather(&engine::needs(&gate.policies, &w), &w, gate.deadline)
-        .await;
+    let facts = gate.facts(&image).await;
     assert!(matches!(&facts.images[&image], ImageFacts::Found { digest: d, .. } if *d == digest));
 }
 
@@ -171,13 +175,7 @@ async fn tags_expire_after_their_ttl_and_failures_are_remembered_briefly() {
     .unwrap();
     assert_ne!(first, second);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let w = Workload::from_object("", "Pod", "team", &pod(&[&image], None))
-        .unwrap()
-        .unwrap();
-    let facts = gate
-        .inspector
-        .gather(&engine::needs(&gate.policies, &w), &w, gate.deadline)
-        .await;
+    let facts = gate.facts(&image).await;
     assert!(matches!(&facts.images[&image], ImageFacts::Found { digest: d, .. } if *d == second));
     assert!(!gate.admit(&pod(&[&missing], None)).await.0.allowed());
     assert_eq!(registry.count("HEAD", "/manifests/v1"), 2);
@@ -255,13 +253,7 @@ async fn multi_platform_images_resolve_to_the_index_digest_with_the_full_accept_
         .await
         .unwrap();
         let image = registry.reference(repo);
-        let w = Workload::from_object("", "Pod", "team", &pod(&[&image], None))
-            .unwrap()
-            .unwrap();
-        let facts = gate
-            .inspector
-            .gather(&engine::needs(&gate.policies, &w), &w, gate.deadline)
-            .await;
+        let facts = gate.facts(&image).await;
         match &facts.images[&image] {
             ImageFacts::Found { digest, manifest } => {
                 // Not the amd64 child (Docker v2 only), not a schema1 rewrite (no Accept).
@@ -278,7 +270,7 @@ async fn multi_platform_images_resolve_to_the_index_digest_with_the_full_accept_
             }
             other => panic!("{format:?}: {other:?}"),
         }
-        let msg = engine::decide(&gate.policies, &w, &facts).denial_message(&w);
+        let msg = gate.deny(&image).await;
         assert!(
             msg.contains("the image has no linux/s390x variant (it has linux/amd64, linux/arm64, linux/arm/v7); the pod may run on s390x nodes (from policy), where it would crash with \"exec format error\""),
             "{msg}"

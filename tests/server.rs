@@ -100,15 +100,7 @@ async fn audit_mode_warns_and_annotates_but_never_denies() {
         "{r}"
     );
     ig.wait_for_log("\"action\":\"would deny\"").await;
-    let metrics = ig
-        .client
-        .get(ig.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = ig.metrics().await;
     assert!(
         metrics.contains("imagegate_policy_violations_total{endpoint=\"validate\",policy=\"digests\",rule=\"tags.requireDigest\",mode=\"Audit\"} 1"),
         "{metrics}"
@@ -324,15 +316,7 @@ async fn policy_changes_are_reloaded_and_invalid_ones_refused() {
             .await["allowed"],
         true
     );
-    let metrics = ig
-        .client
-        .get(ig.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = ig.metrics().await;
     assert!(
         metrics.contains("imagegate_reloads_total{what=\"policies\",result=\"failure\"} 1"),
         "{metrics}"

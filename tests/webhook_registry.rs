@@ -101,15 +101,7 @@ async fn pins_tags_to_digests_on_pods_only_and_reports_audit_pins() {
         )),
         "{msg}"
     );
-    let metrics = ig
-        .client
-        .get(ig.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = ig.metrics().await;
     let line = format!(
         "imagegate_registry_lookup_failures_total{{registry=\"{}\",kind=\"manifest-unknown\"}} 1",
         registry.host()

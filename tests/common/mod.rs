@@ -164,6 +164,17 @@ impl Imagegate {
         self.log.lock().unwrap().clone()
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        resp.text().await.expect("metrics text")
+    }
+
     /// POSTs `body` to `path`, returning the status and the body (JSON when it is).
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
         let resp = self
