@@ -212,16 +212,27 @@ fn check_fails_clearly_on_unreadable_input() {
     let f = Fixture::new();
     let bad_yaml = f.write("bad.yaml", "kind: Pod\n  spec: [");
     let out = f.check(&[&bad_yaml], None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "unreadable is not denied");
     assert!(
         text(&out.stderr).contains("bad.yaml: not valid YAML"),
         "{}",
         text(&out.stderr)
     );
     let out = f.check(&[&f.path("missing.yaml")], None);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("reading"),
+        "{}",
+        text(&out.stderr)
+    );
+    let broken = f.write(
+        "broken.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: nginx}\n",
+    );
+    let out = f.check(&[&broken], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("broken.yaml: Pod"),
         "{}",
         text(&out.stderr)
     );

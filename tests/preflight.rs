@@ -393,6 +393,10 @@ async fn basic_auth_credentials_from_pod_secrets_service_accounts_and_docker_con
     let mut sa_pod = pod(&[&image], None);
     sa_pod["spec"]["serviceAccountName"] = json!("builder");
     assert!(gate.admit(&sa_pod).await.0.allowed());
+    // A pod that names its own pull secrets does not get its ServiceAccount's (the
+    // ServiceAccount admission plugin copies them only into pods that name none).
+    sa_pod["spec"]["imagePullSecrets"] = json!([{"name": "wrong"}]);
+    assert!(!gate.admit(&sa_pod).await.0.allowed());
     // Several matches are tried in order: the wrong one first, then the right one.
     let mut both = pod(&[&image], None);
     both["spec"]["imagePullSecrets"] = json!([{"name": "wrong"}, {"name": "right"}]);
@@ -592,33 +596,24 @@ async fn credentials_go_only_to_their_registry_never_to_a_redirect_target() {
     // The target records what it is sent.
     let (target, target_seen, target_count) =
         fake_registry(StatusCode::NOT_FOUND, vec![], "{}").await;
-    // The registry redirects every request to the target (another host:port).
-    let (registry, registry_seen, _) = fake_registry(
-        StatusCode::TEMPORARY_REDIRECT,
-        vec![(
-            "location",
-            format!("http://{target}/v2/team/app/manifests/v1"),
-        )],
-        "",
-    )
-    .await;
+    // The registry asks for basic auth, then redirects every authenticated request
+    // to the target (another host:port).
+    let (registry, registry_seen, _) = redirecting_registry(&target).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
-    std::fs::write(&config, json!({"auths": {registry.clone(): {"username": "robot", "password": "only-for-registry"}}}).to_string()).unwrap();
+    std::fs::write(
+        &config,
+        json!({"auths": {registry.clone(): {"username": "robot", "password": "only-for-registry"}}})
+            .to_string(),
+    )
+    .unwrap();
     let gate = Gate::new(
         PREFLIGHT,
-        vec![
-            RegistrySettings {
-                host: registry.clone(),
-                insecure: true,
-                ca_pem: None,
-            },
-            RegistrySettings {
-                host: target.clone(),
-                insecure: true,
-                ca_pem: None,
-            },
-        ],
+        vec![RegistrySettings {
+            host: registry.clone(),
+            insecure: true,
+            ca_pem: None,
+        }],
         None,
         InspectorConfig {
             docker_config: Some(config),
@@ -626,23 +621,61 @@ async fn credentials_go_only_to_their_registry_never_to_a_redirect_target() {
         },
     );
     let (d, _) = gate
-        .admit(&pod(
-            &[
-                &format!("{registry}/team/app:v1"),
-                &format!("{target}/team/app:v1"),
-            ],
-            None,
-        ))
+        .admit(&pod(&[&format!("{registry}/team/app:v1")], None))
         .await;
     assert!(!d.allowed());
+    let basic = format!("Basic {}", base64("robot:only-for-registry"));
+    assert!(
+        registry_seen.lock().unwrap().contains(&basic),
+        "the registry got its credentials: {:?}",
+        registry_seen.lock().unwrap()
+    );
     assert!(
         target_count.load(Ordering::SeqCst) > 0,
-        "the redirect was followed and the target asked directly"
+        "the redirect was followed"
     );
     assert!(
         target_seen.lock().unwrap().is_empty(),
         "credentials reached another host: {:?}",
         target_seen.lock().unwrap()
     );
-    let _ = registry_seen;
+}
+
+/// A registry that challenges for basic auth, and redirects authenticated manifest
+/// requests to `target`. It records the Authorization headers it was sent.
+async fn redirecting_registry(
+    target: &str,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>, Arc<AtomicUsize>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let (s, c, target) = (seen.clone(), count.clone(), target.to_string());
+    let app = Router::new().fallback(move |uri: axum::http::Uri, h: HeaderMap| {
+        let (s, c, target) = (s.clone(), c.clone(), target.clone());
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            let auth = h
+                .get("authorization")
+                .map(|a| a.to_str().unwrap_or_default().to_string());
+            if let Some(a) = &auth {
+                s.lock().unwrap().push(a.clone());
+            }
+            match auth {
+                None => (
+                    StatusCode::UNAUTHORIZED,
+                    [("www-authenticate", "Basic realm=\"test\"".to_string())],
+                )
+                    .into_response(),
+                Some(_) if uri.path() == "/v2/" => StatusCode::OK.into_response(),
+                Some(_) => (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", format!("http://{target}{}", uri.path()))],
+                )
+                    .into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr.to_string(), seen, count)
 }

@@ -69,34 +69,14 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let mut report = Report::default();
-    for file in &args.files {
-        let text = read(file)?;
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| anyhow::anyhow!("{file}: not valid YAML: {e}"))?;
-        for object in docs.iter().flat_map(flatten) {
-            let api_version = object
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let kind = object
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-            let workload = Workload::from_object(group, kind, &args.namespace, object)
-                .with_context(|| format!("{file}: {kind}"))?;
-            let Some(workload) = workload else { continue };
-            report.objects_checked += 1;
-            let decision = engine::decide(&policies, &workload, &Facts::default());
-            if !decision.allowed() {
-                report.denied += 1;
-            }
-            for v in decision.violations.iter().chain(&decision.audit) {
-                report.findings.push(finding(file, &workload, v));
-            }
+    let report = match evaluate(&args, &policies) {
+        Ok(report) => report,
+        Err(e) => {
+            // 2, not 1: CI must tell a broken manifest from a denied one.
+            eprintln!("{e:#}");
+            return Ok(ExitCode::from(2));
         }
-    }
+    };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {
@@ -133,6 +113,39 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Every object of every file, judged.
+fn evaluate(args: &CheckArgs, policies: &crate::policy::PolicySet) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    for file in &args.files {
+        let text = read(file)?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| anyhow::anyhow!("{file}: not valid YAML: {e}"))?;
+        for object in docs.iter().flat_map(flatten) {
+            let api_version = object
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let kind = object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            let workload = Workload::from_object(group, kind, &args.namespace, object)
+                .with_context(|| format!("{file}: {kind}"))?;
+            let Some(workload) = workload else { continue };
+            report.objects_checked += 1;
+            let decision = engine::decide(policies, &workload, &Facts::default());
+            if !decision.allowed() {
+                report.denied += 1;
+            }
+            for v in decision.violations.iter().chain(&decision.audit) {
+                report.findings.push(finding(file, &workload, v));
+            }
+        }
+    }
+    Ok(report)
 }
 
 fn read(file: &str) -> anyhow::Result<String> {

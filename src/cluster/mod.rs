@@ -13,8 +13,7 @@ use moka::future::Cache;
 
 use crate::credentials::{DockerConfig, parse_docker_config};
 
-/// The label that carries a Node's architecture.
-pub const ARCH_LABEL: &str = "kubernetes.io/arch";
+use crate::platform::ARCH_LABEL;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot read {what}: {message}")]
@@ -68,13 +67,17 @@ impl Cluster {
                     what: what.clone(),
                     message: e.to_string(),
                 })?;
-                let Some(data) = secret.and_then(|s| s.data) else {
+                let Some(secret) = secret else {
                     return Ok(None);
                 };
-                let Some(bytes) = data
-                    .get(".dockerconfigjson")
-                    .or_else(|| data.get(".dockercfg"))
-                else {
+                // As the kubelet: `.dockerconfigjson` of a kubernetes.io/dockerconfigjson
+                // Secret, `.dockercfg` of a kubernetes.io/dockercfg one, nothing else.
+                let key = match secret.type_.as_deref() {
+                    Some("kubernetes.io/dockerconfigjson") => ".dockerconfigjson",
+                    Some("kubernetes.io/dockercfg") => ".dockercfg",
+                    _ => return Ok(None),
+                };
+                let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
                     return Ok(None);
                 };
                 let config = parse_docker_config(&bytes.0).map_err(|e| ClusterError {

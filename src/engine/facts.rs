@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::governs;
 use crate::admission::Workload;
-use crate::policy::PolicySet;
+use crate::policy::{Mode, PolicySet};
 use crate::reference::ImageRef;
 use crate::registry::{FailureKind, ManifestFacts};
 
@@ -67,6 +67,17 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         let Ok(image) = ImageRef::parse_cached(&container.image) else {
             continue;
         };
+        // An image an Enforce policy refuses on its name alone is never looked up:
+        // a pod's image must not make imagegate reach hosts the policy forbids.
+        let refused = policies.policies.iter().any(|p| {
+            p.mode == Mode::Enforce
+                && p.applies_to_namespace(&workload.namespace)
+                && governs(p, &image)
+                && super::rules::refuses_by_name(p, &image)
+        });
+        if refused {
+            continue;
+        }
         for policy in applicable.iter().filter(|p| governs(p, &image)) {
             let platforms = policy.architectures.is_some();
             let entry = needs.images.entry(container.image.clone()).or_insert(false);

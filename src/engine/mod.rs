@@ -58,6 +58,10 @@ pub struct Decision {
     pub would_mutate: Vec<String>,
     /// The mutations (digest pins, node affinity), for the mutating webhook.
     pub patches: Vec<json_patch::PatchOperation>,
+    /// Violations that the mutating webhook's patches resolve. The validating
+    /// webhook, which sees the object after every mutation, treats them as
+    /// violations: if they are still there, the patch never landed.
+    pub unless_mutated: Vec<Violation>,
 }
 
 impl Decision {
@@ -168,6 +172,15 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         }
     }
     arch.finish(workload, &mut decision);
+    // A container that is denied anyway is not pinned.
+    let denied: Vec<&str> = decision
+        .violations
+        .iter()
+        .map(|v| v.container.pointer.as_str())
+        .collect();
+    decision
+        .patches
+        .retain(|p| !denied.contains(&p.path().as_str()));
     decision
 }
 

@@ -9,13 +9,11 @@ use serde_json::{Value, json};
 
 use super::{Decision, Facts, ImageFacts, Rule, Violation};
 use crate::admission::{ContainerImage, Workload};
-use crate::platform::{self, Platform};
+use crate::platform::{self, ARCH_LABEL, Platform};
 use crate::policy::compile::Architectures;
 use crate::policy::spec::{ArchMismatchAction, RegistryErrorAction};
 use crate::policy::{Mode, Policy};
 use crate::reference::ImageRef;
-
-pub(super) const ARCH_LABEL: &str = "kubernetes.io/arch";
 
 pub(super) struct Context<'a> {
     pub policy: &'a Policy,
@@ -72,7 +70,17 @@ pub(super) fn check(
                 && policy.pin_digests_on.contains(&ctx.workload.kind)
                 && !policy.skip_pinning.matches(ctx.image)
             {
-                let pinned_image = format!("{}@{digest}", ctx.container.image);
+                // Keep the tag, and write the implied `latest` out: the tag rules
+                // still judge `repo:latest@sha256:...` after the pin.
+                let pinned_image = if ctx.image.is_implicit_latest() {
+                    format!(
+                        "{}:{}@{digest}",
+                        ctx.container.image,
+                        crate::reference::IMPLICIT_TAG
+                    )
+                } else {
+                    format!("{}@{digest}", ctx.container.image)
+                };
                 match policy.mode {
                     Mode::Enforce => {
                         decision
@@ -214,6 +222,19 @@ impl ArchPlan {
             });
             return;
         }
+        // If the mutating webhook's patch never lands (its failurePolicy is Ignore,
+        // or another webhook undoes it), the validating webhook must still refuse.
+        decision.unless_mutated.push(Violation {
+            policy: plan.policy.clone(),
+            mode: Mode::Enforce,
+            rule: Rule::Architectures,
+            container: plan.container.clone(),
+            message: format!(
+                "the images do not cover every architecture the pod may run on (from {}), and the node affinity {ARCH_LABEL} in [{}] that imagegate's mutating webhook adds is missing; add it, or check that the mutating webhook is installed",
+                plan.source,
+                plan.allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
         let values: Vec<&String> = plan.allowed.iter().collect();
         let expression = json!({"key": ARCH_LABEL, "operator": "In", "values": values});
         let mut affinity = serde_json::to_value(&workload.pod_spec.affinity).unwrap_or(Value::Null);

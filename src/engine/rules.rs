@@ -46,6 +46,13 @@ pub(super) fn invalid_reference(e: &ReferenceError) -> String {
     format!("not a valid image reference: {e}; the pod would fail with InvalidImageName")
 }
 
+/// Whether `policy` refuses `image` for where it comes from (its registry or name),
+/// before anything is asked of a registry.
+pub(super) fn refuses_by_name(policy: &Policy, image: &ImageRef) -> bool {
+    (!policy.registries_allow.is_empty() && !policy.registries_allow.matches(image))
+        || policy.blocked_images.matches(image)
+}
+
 /// Every static rule of `policy` that `image` breaks.
 pub(super) fn check(policy: &Policy, image: &ImageRef) -> Vec<(Rule, String)> {
     let mut out = Vec::new();

@@ -401,10 +401,19 @@ spec:
         let img = "harbor.example.com/app/web:v1";
         let pin = json!([{"op": "replace", "path": "/spec/containers/0/image", "value": format!("{img}@{D}")}]);
         let tpl = json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": format!("{img}@{D}")}]);
+        let implicit = json!([{"op": "replace", "path": "/spec/containers/0/image",
+            "value": format!("harbor.example.com/app/web:latest@{D}")}]);
         let none = json!([]);
         // (kind, namespace, image, expected patches, expected warning fragment)
         let table: Vec<(&str, &str, String, &serde_json::Value, Option<&str>)> = vec![
             ("Pod", "pin", img.into(), &pin, None),
+            (
+                "Pod",
+                "pin",
+                "harbor.example.com/app/web".into(),
+                &implicit,
+                None,
+            ),
             ("Deployment", "pin", img.into(), &none, None),
             ("Pod", "pin", format!("{img}@{D}"), &none, None),
             (
@@ -446,6 +455,22 @@ spec:
             }
             assert!(d.warnings.is_empty(), "{:?}", d.warnings);
         }
+    }
+
+    #[test]
+    fn a_denied_container_is_not_pinned() {
+        let text = format!(
+            "{REGISTRY_POLICIES}---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: only-harbor}}\nspec:\n  namespaces: [pin]\n  registries: {{allow: [harbor.example.com]}}\n"
+        );
+        let policies = PolicySet::compile(&load_sources(&[("r.yaml", &text)])).unwrap();
+        let img = "quay.io/app/web:v1";
+        let d = decide(
+            &policies,
+            &workload("Pod", "pin", img, json!({})),
+            &found(img, &[]),
+        );
+        assert!(!d.allowed());
+        assert!(d.patches.is_empty(), "{:?}", d.patches);
     }
 
     #[test]
@@ -659,6 +684,25 @@ spec:
             !needs(&policies(), &with_selector).node_architectures,
             "the pod says where it runs"
         );
+        // An image refused by name is never looked up (no requests to hosts the
+        // policy forbids).
+        let text = format!(
+            "{REGISTRY_POLICIES}---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: only-harbor}}\nspec:\n  registries: {{allow: [harbor.example.com]}}\n"
+        );
+        let guarded = PolicySet::compile(&load_sources(&[("r.yaml", &text)])).unwrap();
+        assert!(
+            needs(
+                &guarded,
+                &workload(
+                    "Pod",
+                    "pin",
+                    "169.254.169.254/latest/meta-data:x",
+                    json!({})
+                )
+            )
+            .is_empty()
+        );
+        assert!(!needs(&guarded, &workload("Pod", "pin", img, json!({}))).is_empty());
         // Static-only policies need nothing from the registry.
         assert!(
             needs(

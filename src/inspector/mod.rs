@@ -211,7 +211,7 @@ impl Inspector {
         platforms: bool,
         credentials: &Credentials,
     ) -> ImageFacts {
-        let image = match ImageRef::parse(written) {
+        let image = match ImageRef::parse_cached(written) {
             Ok(image) => image,
             Err(e) => {
                 return ImageFacts::Failed(LookupFailure {
@@ -223,14 +223,26 @@ impl Inspector {
         let candidates = credentials
             .keyring
             .lookup(image.registry(), image.repository());
+        let fingerprint = fingerprint(&candidates);
         let key = TagKey {
             image: image.to_string(),
-            credentials: fingerprint(&candidates),
+            credentials: fingerprint,
         };
         let resolved = self
             .tags
             .get_with(key, self.resolve(&image, candidates))
             .await;
+        if let (Ok(r), Some(tag), None) = (&resolved, image.tag(), image.digest()) {
+            // The mutating webhook pins `repo:tag` to `repo:tag@digest`, and the
+            // validating webhook then asks about that form: answer it from here.
+            let pinned = TagKey {
+                image: format!("{}:{tag}@{}", image.name(), r.digest),
+                credentials: fingerprint,
+            };
+            if !self.tags.contains_key(&pinned) {
+                self.tags.insert(pinned, Ok(r.clone())).await;
+            }
+        }
         let resolved = match resolved {
             Ok(r) => r,
             Err(refused) => {
@@ -263,7 +275,10 @@ impl Inspector {
                 digest: resolved.digest.clone(),
                 manifest: Some(manifest.as_ref().clone()),
             },
-            Err(e) => ImageFacts::Failed(messages::failure(&image, &e, &[], credentials)),
+            Err(e) => {
+                let tried: Vec<Credential> = resolved.credential.iter().cloned().collect();
+                ImageFacts::Failed(messages::failure(&image, &e, &tried, credentials))
+            }
         }
     }
 
@@ -325,11 +340,18 @@ impl Inspector {
                     .clone()
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "default".into());
-                let sa_secrets = match cluster.service_account_pull_secrets(ns, &sa).await {
-                    Ok(names) => names.as_ref().clone(),
-                    Err(e) => {
-                        notes.push(e.to_string());
-                        Vec::new()
+                // The ServiceAccount admission plugin copies the ServiceAccount's
+                // pull secrets into a pod only when the pod names none: the node
+                // pulls with one list or the other, never both.
+                let sa_secrets = if !pod_secrets.is_empty() {
+                    Vec::new()
+                } else {
+                    match cluster.service_account_pull_secrets(ns, &sa).await {
+                        Ok(names) => names.as_ref().clone(),
+                        Err(e) => {
+                            notes.push(e.to_string());
+                            Vec::new()
+                        }
                     }
                 };
                 let wanted = pod_secrets

@@ -1,7 +1,7 @@
 //! Stage two of loading: validate every value and compile the matchers once.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use globset::GlobMatcher;
 use regex::Regex;
@@ -336,13 +336,10 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Where the sources came from, for messages about a whole set.
-pub fn describe(sources: &[PolicySource]) -> Vec<PathBuf> {
-    sources.iter().map(|s| s.path.clone()).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::policy::load_sources;
 

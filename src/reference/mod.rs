@@ -120,6 +120,11 @@ impl ImageRef {
     pub fn parse_cached(input: &str) -> Result<Arc<ImageRef>, ReferenceError> {
         static CACHE: OnceLock<moka::sync::Cache<String, Result<Arc<ImageRef>, ReferenceError>>> =
             OnceLock::new();
+        // Longer than any valid reference: parse it, never keep it (a request must
+        // not be able to fill the cache with megabytes).
+        if input.len() > 2 * NAME_TOTAL_LENGTH_MAX + 200 {
+            return ImageRef::parse(input).map(Arc::new);
+        }
         let cache = CACHE.get_or_init(|| moka::sync::Cache::new(10_000));
         if let Some(hit) = cache.get(input) {
             return hit;

@@ -16,9 +16,8 @@
 
 mod error;
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -90,7 +89,8 @@ struct ClientKey {
 pub struct RegistryClient {
     config: RegistryConfig,
     clients: moka::sync::Cache<ClientKey, Arc<Client>>,
-    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// A semaphore per registry host, dropped when the host is not asked for a while.
+    limits: moka::sync::Cache<String, Arc<Semaphore>>,
 }
 
 impl RegistryClient {
@@ -101,7 +101,10 @@ impl RegistryClient {
                 .max_capacity(1_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
-            limits: Mutex::new(HashMap::new()),
+            limits: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
         }
     }
 
@@ -140,15 +143,10 @@ impl RegistryClient {
     }
 
     async fn permit(&self, host: &str) -> tokio::sync::OwnedSemaphorePermit {
-        let sem = {
-            let mut limits = self.limits.lock().expect("limits lock");
-            limits
-                .entry(host.to_string())
-                .or_insert_with(|| {
-                    Arc::new(Semaphore::new(self.config.max_concurrent_per_registry))
-                })
-                .clone()
-        };
+        let max = self.config.max_concurrent_per_registry;
+        let sem = self
+            .limits
+            .get_with(host.to_string(), || Arc::new(Semaphore::new(max)));
         sem.acquire_owned()
             .await
             .expect("the semaphore is never closed")

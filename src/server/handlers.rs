@@ -15,7 +15,6 @@ use crate::admission::Workload;
 use crate::admission::review::{self, Answer, Request};
 use crate::engine::{self, Decision, Facts, ImageFacts};
 use crate::policy::Mode;
-use crate::reference::ImageRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -119,7 +118,11 @@ async fn judge(
     if endpoint == Endpoint::Validate {
         count_lookup_failures(state, &facts);
     }
-    let decision = engine::decide(&policies, workload, &facts);
+    let mut decision = engine::decide(&policies, workload, &facts);
+    if endpoint == Endpoint::Validate {
+        let unless_mutated = std::mem::take(&mut decision.unless_mutated);
+        decision.violations.extend(unless_mutated);
+    }
     match endpoint {
         // The mutating webhook only mutates: the validating one, which runs after
         // every mutation, is where requests are denied and audits are reported.
@@ -132,16 +135,13 @@ async fn judge(
 }
 
 fn count_lookup_failures(state: &AppState, facts: &Facts) {
-    for (image, facts) in &facts.images {
+    // Labelled by kind only: registry hosts come from requests and are unbounded.
+    for facts in facts.images.values() {
         if let ImageFacts::Failed(failure) = facts {
-            let registry = ImageRef::parse_cached(image)
-                .map(|r| r.registry().to_string())
-                .unwrap_or_default();
             state
                 .metrics
                 .lookup_failures
                 .get_or_create(&LookupLabels {
-                    registry,
                     kind: failure.kind.as_str(),
                 })
                 .inc();

@@ -38,8 +38,6 @@ pub struct ReloadLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LookupLabels {
-    /// The registry host.
-    pub registry: String,
     /// `manifest-unknown`, `unauthorized`, `tls-unknown-authority`, `timeout`, ...
     pub kind: &'static str,
 }
@@ -86,7 +84,7 @@ impl Default for Metrics {
         let lookup_failures = Family::<LookupLabels, Counter>::default();
         registry.register(
             "registry_lookup_failures",
-            "Registry lookups that failed, by registry and kind of failure",
+            "Images whose registry lookup failed, per admission, by kind of failure (the log names the registry)",
             lookup_failures.clone(),
         );
         Metrics {

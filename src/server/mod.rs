@@ -128,7 +128,10 @@ pub struct Running {
 
 /// Loads the policies and the certificate, binds and starts serving.
 pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
-    let policies = crate::policy::load(&config.policies)?;
+    // The sources compiled here are the reloader's baseline: a change that lands
+    // during start-up is then seen as a change.
+    let sources = crate::policy::load_path(&config.policies)?;
+    let policies = PolicySet::compile(&sources)?;
     tracing::info!(
         path = %config.policies.display(),
         policies = policies.policies.len(),
@@ -181,7 +184,13 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         .handle(handle.clone())
         .serve(app.into_make_service());
     let server = tokio::spawn(server);
-    let reloader = tokio::spawn(reload::watch(config.clone(), state.clone(), tls, material));
+    let reloader = tokio::spawn(reload::watch(
+        config.clone(),
+        state.clone(),
+        tls,
+        material,
+        sources,
+    ));
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(%addr, "serving HTTPS (TLS 1.2 and 1.3)");
     Ok(Running {

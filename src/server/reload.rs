@@ -18,8 +18,9 @@ pub(super) async fn watch(
     state: AppState,
     tls: RustlsConfig,
     material: KeyMaterial,
+    compiled: Vec<PolicySource>,
 ) {
-    let mut last_policies: Option<Vec<PolicySource>> = load_path(&config.policies).ok();
+    let mut last_policies: Option<Vec<PolicySource>> = Some(compiled);
     let mut last_material = material;
     let mut tick = tokio::time::interval(config.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
