@@ -161,7 +161,13 @@ impl ArchPlan {
             .map(|a| format!("linux/{a}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let from_pod = source == "nodeSelector" || source == "node affinity";
+        // Where the pod itself says where it runs, a node affinity cannot help.
+        let from_pod = [
+            platform::ArchSource::NodeSelector,
+            platform::ArchSource::NodeAffinity,
+        ]
+        .iter()
+        .any(|s| s.label() == source);
         if rules.on_mismatch == ArchMismatchAction::AddNodeAffinity
             && !from_pod
             && !supported.is_empty()
