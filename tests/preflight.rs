@@ -524,7 +524,7 @@ async fn fake_registry(
 async fn rate_limits_and_slow_registries() {
     let (limited, _, _) = fake_registry(
         StatusCode::TOO_MANY_REQUESTS,
-        vec![("ratelimit-limit", "100;w=21600".into()), ("ratelimit-remaining", "0;w=21600".into())],
+        vec![("ratelimit-limit", "100;w=21600".into()), ("ratelimit-remaining", "0;w=21600".into()), ("retry-after", "3600".into())],
         r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit. You may increase the limit by authenticating and upgrading"}]}"#,
     )
     .await;
@@ -536,7 +536,7 @@ async fn rate_limits_and_slow_registries() {
     let msg = gate.deny(&format!("{limited}/library/nginx:1.27")).await;
     assert!(
         msg.contains(&format!(
-            "429 toomanyrequests: {limited} is rate-limiting pulls ("
+            "429 toomanyrequests: {limited} is rate-limiting pulls (ratelimit-limit: 100;w=21600, ratelimit-remaining: 0;w=21600, retry-after: 3600; "
         )),
         "{msg}"
     );

@@ -162,10 +162,70 @@ impl RegistryClient {
         let reference = to_reference(image);
         let client = self.client(image.registry(), credential);
         let _permit = self.permit(image.registry()).await;
-        client
+        let result = client
             .fetch_manifest_digest(&reference, &auth(credential))
             .await
-            .map_err(|e| RegistryError::classify(&e))
+            .map_err(|e| RegistryError::classify(&e));
+        match result {
+            Err(mut e) if e.kind == FailureKind::RateLimited => {
+                if let Some(headers) = self.rate_limit_headers(&reference).await {
+                    e.detail = format!("{headers}; {}", e.detail);
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// The rate-limit headers of a registry that answered 429. The OCI client keeps
+    /// only the body of an error, so this sends one more HEAD, anonymous (no
+    /// credential goes anywhere), only on this failure path; Docker Hub does not
+    /// count HEAD requests against its limit.
+    async fn rate_limit_headers(&self, reference: &Reference) -> Option<String> {
+        let host = reference.resolve_registry();
+        let settings = self.settings(reference.registry());
+        let scheme = if settings.is_some_and(|s| s.insecure) {
+            "http"
+        } else {
+            "https"
+        };
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = settings.and_then(|s| s.ca_pem.as_ref()) {
+            for cert in reqwest::Certificate::from_pem_bundle(ca).ok()? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let target = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or(crate::reference::IMPLICIT_TAG);
+        let url = format!(
+            "{scheme}://{host}/v2/{}/manifests/{target}",
+            reference.repository()
+        );
+        let response = builder
+            .build()
+            .ok()?
+            .head(url)
+            .header(reqwest::header::ACCEPT, ACCEPT.join(", "))
+            .send()
+            .await
+            .ok()?;
+        let found: Vec<String> = [
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "retry-after",
+            "docker-ratelimit-source",
+        ]
+        .iter()
+        .filter_map(|name| {
+            let value = response.headers().get(*name)?.to_str().ok()?;
+            Some(format!("{name}: {value}"))
+        })
+        .collect();
+        (!found.is_empty()).then(|| found.join(", "))
     }
 
     /// The platforms of the manifest `digest` of `image`'s repository: from the
