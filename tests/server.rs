@@ -416,3 +416,52 @@ async fn a_server_with_invalid_policies_does_not_start() {
         "{err}"
     );
 }
+
+/// `openssl s_client` speaking exactly `version` to the server: whether the
+/// handshake completed.
+fn handshake(addr: &str, ca: &std::path::Path, version: &str) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            addr,
+            version,
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+            "-CAfile",
+        ])
+        .arg(ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success() && text.contains("Verify return code: 0 (ok)"),
+        text,
+    )
+}
+
+#[tokio::test]
+async fn only_tls_1_2_and_1_3_are_spoken() {
+    let ig = Imagegate::start(&[("a.yaml", &registries_policy())]).await;
+    let ca = ig.tls_dir().join("ca.crt");
+    for (version, expected) in [
+        ("-tls1_3", true),
+        ("-tls1_2", true),
+        ("-tls1_1", false),
+        ("-tls1", false),
+    ] {
+        let (ok, text) = handshake(&ig.addr, &ca, version);
+        assert_eq!(ok, expected, "{version}:\n{text}");
+        if !expected {
+            assert!(
+                text.contains("alert protocol version") || text.contains("alert handshake failure"),
+                "{version} must be refused by the server with an alert: {text}"
+            );
+        }
+    }
+}
