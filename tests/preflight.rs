@@ -166,9 +166,7 @@ async fn tags_expire_after_their_ttl_and_failures_are_remembered_briefly() {
         &client,
         &images::auth(&registry),
         &images::reference(&registry, "team/app:v1"),
-        "arm64",
-        "linux",
-        None,
+        "linux/arm64",
         Format::Oci,
     )
     .await
@@ -442,9 +440,7 @@ async fn token_auth_and_insufficient_scope() {
         &client,
         &ci,
         &images::reference(&registry, "team/app:v1"),
-        "amd64",
-        "linux",
-        None,
+        "linux/amd64",
         Format::Oci,
     )
     .await

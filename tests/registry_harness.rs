@@ -117,17 +117,9 @@ async fn plain_registry_push_then_head_is_counted_once() {
     let auth = images::auth(&registry);
     let reference = images::reference(&registry, "harness/single:v1");
 
-    let pushed = images::push_single(
-        &client,
-        &auth,
-        &reference,
-        "amd64",
-        "linux",
-        None,
-        Format::Oci,
-    )
-    .await
-    .unwrap();
+    let pushed = images::push_single(&client, &auth, &reference, "linux/amd64", Format::Oci)
+        .await
+        .unwrap();
     assert_eq!(
         registry.count("PUT", "/v2/harness/single/manifests/v1"),
         1,
@@ -200,9 +192,7 @@ async fn plain_registry_push_then_head_is_counted_once() {
         &client,
         &auth,
         &images::reference(&registry, "harness/single:arm"),
-        "arm64",
-        "linux",
-        Some("v8"),
+        "linux/arm64/v8",
         Format::Oci,
     )
     .await
@@ -211,9 +201,7 @@ async fn plain_registry_push_then_head_is_counted_once() {
         &client,
         &auth,
         &images::reference(&registry, "harness/single:docker"),
-        "amd64",
-        "linux",
-        None,
+        "linux/amd64",
         Format::Docker,
     )
     .await
@@ -222,9 +210,7 @@ async fn plain_registry_push_then_head_is_counted_once() {
         &client,
         &auth,
         &images::reference(&registry, "harness/single:again"),
-        "amd64",
-        "linux",
-        None,
+        "linux/amd64",
         Format::Oci,
     )
     .await
@@ -284,9 +270,7 @@ async fn distribution_2_8_answers_by_accept_header() {
         &client,
         &auth,
         &images::reference(&registry, "accept/single:v1"),
-        "amd64",
-        "linux",
-        None,
+        "linux/amd64",
         Format::Oci,
     )
     .await
@@ -370,17 +354,9 @@ async fn tls_registry_needs_the_test_ca_and_the_right_name() {
     let client = images::client(&registry);
     let auth = images::auth(&registry);
     let reference = images::reference(&registry, "tls/app:v1");
-    let pushed = images::push_single(
-        &client,
-        &auth,
-        &reference,
-        "amd64",
-        "linux",
-        None,
-        Format::Oci,
-    )
-    .await
-    .unwrap();
+    let pushed = images::push_single(&client, &auth, &reference, "linux/amd64", Format::Oci)
+        .await
+        .unwrap();
     assert_eq!(
         client
             .fetch_manifest_digest(&reference, &auth)
@@ -411,7 +387,7 @@ async fn tls_registry_needs_the_test_ca_and_the_right_name() {
     let no_ip = Registry::start(Kind::TlsWithoutIpSan).await;
     let client = images::client(&no_ip);
     let by_ip = images::reference(&no_ip, "tls/app:v1");
-    let err = images::push_single(&client, &auth, &by_ip, "amd64", "linux", None, Format::Oci)
+    let err = images::push_single(&client, &auth, &by_ip, "linux/amd64", Format::Oci)
         .await
         .unwrap_err();
     let chain = error_chain(&err);
@@ -420,17 +396,9 @@ async fn tls_registry_needs_the_test_ca_and_the_right_name() {
     let by_name = format!("localhost:{}/tls/app:v1", no_ip.port())
         .parse()
         .unwrap();
-    let pushed = images::push_single(
-        &client,
-        &auth,
-        &by_name,
-        "amd64",
-        "linux",
-        None,
-        Format::Oci,
-    )
-    .await
-    .unwrap();
+    let pushed = images::push_single(&client, &auth, &by_name, "linux/amd64", Format::Oci)
+        .await
+        .unwrap();
     assert_eq!(
         client.fetch_manifest_digest(&by_name, &auth).await.unwrap(),
         pushed
@@ -459,9 +427,7 @@ async fn htpasswd_registry_wants_the_right_password() {
         &anonymous,
         &RegistryAuth::Anonymous,
         &reference,
-        "amd64",
-        "linux",
-        None,
+        "linux/amd64",
         Format::Oci,
     )
     .await
@@ -471,17 +437,9 @@ async fn htpasswd_registry_wants_the_right_password() {
     // The right password: push and pull.
     let alice = images::client(&registry);
     let auth = images::auth(&registry);
-    let pushed = images::push_single(
-        &alice,
-        &auth,
-        &reference,
-        "arm64",
-        "linux",
-        Some("v8"),
-        Format::Docker,
-    )
-    .await
-    .unwrap();
+    let pushed = images::push_single(&alice, &auth, &reference, "linux/arm64/v8", Format::Docker)
+        .await
+        .unwrap();
     let image = images::pull(&alice, &auth, &reference).await.unwrap();
     assert_eq!(image.digest.as_deref(), Some(pushed.as_str()));
     let config: Value = serde_json::from_slice(&image.config.data).unwrap();
@@ -540,7 +498,7 @@ async fn token_registry_grants_what_the_token_server_allows() {
     let admin = images::client(&registry);
     let admin_auth = images::basic("admin", "adm1n");
     for r in [&other, &public] {
-        images::push_single(&admin, &admin_auth, r, "amd64", "linux", None, Format::Oci)
+        images::push_single(&admin, &admin_auth, r, "linux/amd64", Format::Oci)
             .await
             .unwrap();
     }
@@ -549,17 +507,9 @@ async fn token_registry_grants_what_the_token_server_allows() {
     tokens.reset_count();
     let alice = images::client(&registry);
     let alice_auth = images::basic("alice", "s3cret");
-    let pushed = images::push_single(
-        &alice,
-        &alice_auth,
-        &team,
-        "amd64",
-        "linux",
-        None,
-        Format::Oci,
-    )
-    .await
-    .unwrap();
+    let pushed = images::push_single(&alice, &alice_auth, &team, "linux/amd64", Format::Oci)
+        .await
+        .unwrap();
     assert_eq!(
         alice
             .fetch_manifest_digest(&team, &alice_auth)

@@ -301,24 +301,22 @@ fn platform_string(os: &str, arch: &str, variant: Option<&str>) -> String {
 // ---------------------------------------------------------------------------
 // Pushing
 
-/// Pushes a one-layer image for `os/arch[/variant]` to `reference` (a tag or a
+/// Pushes a one-layer image for `platform` (`os/arch[/variant]`) to `reference` (a tag or a
 /// digest) and returns its manifest digest.
 pub async fn push_single(
     client: &Client,
     auth: &RegistryAuth,
     reference: &Reference,
-    arch: &str,
-    os: &str,
-    variant: Option<&str>,
+    platform: &str,
     format: Format,
 ) -> Result<String, OciDistributionError> {
-    push_built(
-        client,
-        auth,
-        reference,
-        &build_image(arch, os, variant, format),
-    )
-    .await
+    let mut parts = platform.split('/');
+    let (os, arch) = match (parts.next(), parts.next()) {
+        (Some(os), Some(arch)) => (os, arch),
+        _ => panic!("a platform is os/arch[/variant], not {platform:?}"),
+    };
+    let image = build_image(arch, os, parts.next(), format);
+    push_built(client, auth, reference, &image).await
 }
 
 /// Pushes a linux/amd64 OCI image to `repo_tag` on `registry` with the registry's
@@ -328,9 +326,7 @@ pub async fn push_amd64(registry: &Registry, repo_tag: &str) -> String {
         &client(registry),
         &auth(registry),
         &reference(registry, repo_tag),
-        "amd64",
-        "linux",
-        None,
+        "linux/amd64",
         Format::Oci,
     )
     .await
