@@ -17,6 +17,9 @@
 //!
 //! Both servers set `TCP_NODELAY` on accepted connections, as imagegate does.
 
+mod common;
+
+use common::env_number;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -256,19 +259,6 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Self {
-        fn number(name: &str, default: f64) -> f64 {
-            match std::env::var(name) {
-                Err(_) => default,
-                Ok(text) => {
-                    let n: f64 = text
-                        .trim()
-                        .parse()
-                        .unwrap_or_else(|e| panic!("{name}={text:?} is not a number: {e}"));
-                    assert!(n > 0.0, "{name} must be positive, got {n}");
-                    n
-                }
-            }
-        }
         let protocols = std::env::var("BENCH_PROTOCOLS").unwrap_or_else(|_| "http1,h2".into());
         let protocols = protocols
             .split(',')
@@ -282,12 +272,12 @@ impl Settings {
             .collect::<Vec<_>>();
         assert!(!protocols.is_empty(), "BENCH_PROTOCOLS names no protocol");
         Settings {
-            seconds: Duration::from_secs_f64(number("BENCH_SECONDS", 5.0)),
-            concurrency: number("BENCH_CONCURRENCY", 16.0) as usize,
-            rounds: number("BENCH_ROUNDS", 2.0) as usize,
+            seconds: Duration::from_secs_f64(env_number("BENCH_SECONDS", 5.0)),
+            concurrency: env_number("BENCH_CONCURRENCY", 16.0) as usize,
+            rounds: env_number("BENCH_ROUNDS", 2.0) as usize,
             protocols,
-            server_threads: number("BENCH_SERVER_THREADS", 2.0) as usize,
-            client_threads: number("BENCH_CLIENT_THREADS", 2.0) as usize,
+            server_threads: env_number("BENCH_SERVER_THREADS", 2.0) as usize,
+            client_threads: env_number("BENCH_CLIENT_THREADS", 2.0) as usize,
         }
     }
 }

@@ -44,6 +44,9 @@
 //! - `BENCH_ROUNDS`: alternating rounds (default 2)
 //! - `BENCH_SECONDS`: seconds per warm measurement (default 3)
 
+mod common;
+
+use common::env_number;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -84,23 +87,10 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        fn number(name: &str, default: f64) -> f64 {
-            match std::env::var(name) {
-                Err(_) => default,
-                Ok(text) => {
-                    let n: f64 = text
-                        .trim()
-                        .parse()
-                        .unwrap_or_else(|e| panic!("{name}={text:?} is not a number: {e}"));
-                    assert!(n > 0.0, "{name} must be positive, got {n}");
-                    n
-                }
-            }
-        }
         Settings {
-            tags: number("BENCH_TAGS", 200.0) as usize,
-            rounds: number("BENCH_ROUNDS", 2.0) as usize,
-            seconds: Duration::from_secs_f64(number("BENCH_SECONDS", 3.0)),
+            tags: env_number("BENCH_TAGS", 200.0) as usize,
+            rounds: env_number("BENCH_ROUNDS", 2.0) as usize,
+            seconds: Duration::from_secs_f64(env_number("BENCH_SECONDS", 3.0)),
         }
     }
 }
@@ -325,6 +315,33 @@ async fn imagegate_pass(
 
 /// The minimum round trips of a cold decision, per tag of the set; with `pinged`,
 /// each request is preceded by `GET /v2/`, as oci-client does when anonymous.
+/// GETs `url` (with `accept`, when given) and reads the body as JSON; `what` names
+/// the request in failures.
+async fn get_json(
+    http: &reqwest::Client,
+    url: String,
+    accept: Option<&HeaderValue>,
+    what: &str,
+) -> Value {
+    let mut request = http.get(&url);
+    if let Some(accept) = accept {
+        request = request.header(ACCEPT_HEADER, accept.clone());
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
+    assert!(
+        response.status().is_success(),
+        "{what} {url}: {}",
+        response.status()
+    );
+    response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the body is not JSON: {e}"))
+}
+
 async fn raw_pass(
     http: &reqwest::Client,
     registry: &Registry,
@@ -366,21 +383,13 @@ async fn raw_pass(
             .expect("the digest header is ASCII")
             .to_string();
         ping().await;
-        let manifest = http
-            .get(format!("{base}/manifests/{digest}"))
-            .header(ACCEPT_HEADER, accept.clone())
-            .send()
-            .await
-            .expect("GET manifest: request failed");
-        assert!(
-            manifest.status().is_success(),
-            "GET manifest {digest}: {}",
-            manifest.status()
-        );
-        let manifest: Value = manifest
-            .json()
-            .await
-            .expect("GET manifest: the body is not JSON");
+        let manifest = get_json(
+            http,
+            format!("{base}/manifests/{digest}"),
+            Some(&accept),
+            "GET manifest",
+        )
+        .await;
         match scenario {
             Scenario::Index | Scenario::Retag => {
                 let platforms = manifest["manifests"]
@@ -396,20 +405,13 @@ async fn raw_pass(
                     .as_str()
                     .expect("the manifest has a config digest");
                 ping().await;
-                let blob = http
-                    .get(format!("{base}/blobs/{config}"))
-                    .send()
-                    .await
-                    .expect("GET config blob: request failed");
-                assert!(
-                    blob.status().is_success(),
-                    "GET blob {config}: {}",
-                    blob.status()
-                );
-                let config: Value = blob
-                    .json()
-                    .await
-                    .expect("GET config blob: the body is not JSON");
+                let config = get_json(
+                    http,
+                    format!("{base}/blobs/{config}"),
+                    None,
+                    "GET config blob",
+                )
+                .await;
                 assert_eq!(
                     config["architecture"], "amd64",
                     "{tag}: config architecture"
