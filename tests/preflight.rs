@@ -22,6 +22,7 @@ use support::images::{self, Format};
 use support::kube::FakeApiServer;
 use support::registry::{Kind, Registry};
 use support::token::{Grant, TokenServer, TokenServerConfig};
+use tempfile::TempPath;
 
 const PREFLIGHT: &str = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: preflight}\nspec:\n  preflight: true\n";
 
@@ -60,6 +61,19 @@ impl Gate {
             policies: PolicySet::compile(&load_sources(&[("p.yaml", policy)])).unwrap(),
             deadline: Duration::from_secs(5),
         }
+    }
+
+    /// A gate whose only credentials are a docker config file holding `config`;
+    /// returns the file's path too (for messages that name it).
+    fn with_docker_config(registries: Vec<RegistrySettings>, config: Value) -> (Gate, TempPath) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), config.to_string()).unwrap();
+        let path = file.into_temp_path();
+        let inspector = InspectorConfig {
+            docker_config: Some(path.to_path_buf()),
+            ..InspectorConfig::default()
+        };
+        (Gate::new(PREFLIGHT, registries, None, inspector), path)
     }
 
     fn simple(registries: Vec<RegistrySettings>) -> Gate {
@@ -401,22 +415,9 @@ async fn basic_auth_credentials_from_pod_secrets_service_accounts_and_docker_con
     assert!(gate.admit(&both).await.0.allowed());
 
     // A docker config file, tried last.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        json!({"auths": {format!("{host}/team"): {"auth": base64("robot:s3cr:t p@ss")}}})
-            .to_string(),
-    )
-    .unwrap();
-    let gate = Gate::new(
-        PREFLIGHT,
+    let (gate, _config) = Gate::with_docker_config(
         vec![settings_for(&registry, true)],
-        None,
-        InspectorConfig {
-            docker_config: Some(config),
-            ..InspectorConfig::default()
-        },
+        json!({"auths": {format!("{host}/team"): {"auth": base64("robot:s3cr:t p@ss")}}}),
     );
     assert!(gate.admit(&pod(&[&image], None)).await.0.allowed());
 }
@@ -446,21 +447,9 @@ async fn token_auth_and_insufficient_scope() {
     .await
     .unwrap();
     let host = registry.host();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        json!({"auths": {host.clone(): {"username": "ci", "password": "ci-pass"}}}).to_string(),
-    )
-    .unwrap();
-    let gate = Gate::new(
-        PREFLIGHT,
+    let (gate, config) = Gate::with_docker_config(
         vec![settings_for(&registry, true)],
-        None,
-        InspectorConfig {
-            docker_config: Some(config.clone()),
-            ..InspectorConfig::default()
-        },
+        json!({"auths": {host.clone(): {"username": "ci", "password": "ci-pass"}}}),
     );
     tokens.reset_count();
     assert!(
@@ -595,26 +584,13 @@ async fn credentials_go_only_to_their_registry_never_to_a_redirect_target() {
     // The registry asks for basic auth, then redirects every authenticated request
     // to the target (another host:port).
     let (registry, registry_seen, _) = redirecting_registry(&target).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        json!({"auths": {registry.clone(): {"username": "robot", "password": "only-for-registry"}}})
-            .to_string(),
-    )
-    .unwrap();
-    let gate = Gate::new(
-        PREFLIGHT,
+    let (gate, _config) = Gate::with_docker_config(
         vec![RegistrySettings {
             host: registry.clone(),
             insecure: true,
             ca_pem: None,
         }],
-        None,
-        InspectorConfig {
-            docker_config: Some(config),
-            ..InspectorConfig::default()
-        },
+        json!({"auths": {registry.clone(): {"username": "robot", "password": "only-for-registry"}}}),
     );
     let (d, _) = gate
         .admit(&pod(&[&format!("{registry}/team/app:v1")], None))
