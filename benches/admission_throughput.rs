@@ -35,6 +35,8 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use serde_json::{Value, json};
 
+use imagegate::inspector::{Inspector, InspectorConfig};
+use imagegate::registry::{RegistryClient, RegistryConfig};
 use imagegate::server::tls::KeyMaterial;
 use imagegate::server::{self, MAX_BODY_BYTES, ServeConfig};
 
@@ -107,16 +109,23 @@ fn main() {
     let client_rt = runtime("bench-client", settings.client_threads);
 
     let imagegate = server_rt
-        .block_on(server::start(ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            policies: policies.clone(),
-            tls_cert: cert_path.clone(),
-            tls_key: key_path.clone(),
-            reload_interval: Duration::from_secs(2),
-            drain_timeout: Duration::from_secs(5),
-            settings: imagegate::config::Settings::default(),
-            kubernetes: false,
-        }))
+        .block_on(server::start(
+            ServeConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                policies: policies.clone(),
+                tls_cert: cert_path.clone(),
+                tls_key: key_path.clone(),
+                reload_interval: Duration::from_secs(2),
+                drain_timeout: Duration::from_secs(5),
+                deadline: Duration::from_secs(8),
+            },
+            Inspector::new(
+                RegistryClient::new(RegistryConfig::default()),
+                None,
+                InspectorConfig::default(),
+            )
+            .expect("the default inspector builds"),
+        ))
         .expect("imagegate does not start");
     let tls = KeyMaterial::read(&cert_path, &key_path)
         .expect("cannot read the generated certificate")

@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use std::sync::Arc;
+
+use crate::cluster::Cluster;
+use crate::config::Settings;
+use crate::inspector::Inspector;
+use crate::registry::RegistryClient;
 use crate::server::{self, ServeConfig};
 
 const DEFAULT_CERT: &str = "certs/tls.crt";
@@ -62,8 +68,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => crate::config::Settings::default(),
     };
     let config = ServeConfig {
-        settings,
-        kubernetes: args.kubernetes,
+        deadline: settings.deadline,
         listen: args.listen,
         policies: args.policies,
         tls_cert,
@@ -74,12 +79,46 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let drain = config.drain_timeout;
-        let running = server::start(config).await?;
+        let inspector = inspector(&settings, args.kubernetes).await?;
+        let running = server::start(config, inspector).await?;
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown(drain).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The wiring: the registry client, the cluster reader and the inspector over them.
+async fn inspector(settings: &Settings, kubernetes: bool) -> anyhow::Result<Inspector> {
+    let cluster = if kubernetes {
+        kubernetes_client()
+            .await
+            .map(|client| Arc::new(Cluster::new(client, settings.kubernetes_cache)))
+    } else {
+        None
+    };
+    Ok(Inspector::new(
+        RegistryClient::new(settings.registry.clone()),
+        cluster,
+        settings.inspector.clone(),
+    )?)
+}
+
+/// A Kubernetes client from the pod's service account or `KUBECONFIG`, when there is one.
+async fn kubernetes_client() -> Option<kube::Client> {
+    match kube::Config::infer().await {
+        Ok(config) => match kube::Client::try_from(config) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, "no Kubernetes client: pull secrets, ServiceAccounts and Nodes will not be read");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no Kubernetes configuration found: pull secrets, ServiceAccounts and Nodes will not be read");
+            None
+        }
+    }
 }
 
 /// A self-signed development certificate, so that `serve` works on a fresh clone.

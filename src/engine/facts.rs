@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::governs;
 use crate::admission::Workload;
+use crate::platform::Platform;
 use crate::policy::{Mode, PolicySet};
 use crate::reference::ImageRef;
-use crate::registry::{FailureKind, ManifestFacts};
 
 /// Everything the engine may read besides the policies and the workload.
 #[derive(Debug, Default, Clone)]
@@ -90,4 +90,65 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         }
     }
     needs
+}
+
+/// What went wrong when asking a registry about an image. The registry client
+/// classifies its errors into these; the engine reads only the class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The repository or tag does not exist (`manifest unknown`).
+    ManifestUnknown,
+    /// The registry refused the credentials, or anonymous access (`unauthorized`).
+    Unauthorized,
+    /// The registry's certificate is signed by an authority imagegate does not trust.
+    TlsUnknownAuthority,
+    /// The certificate does not name the host (or IP address) the registry is reached by.
+    TlsWrongName,
+    /// Another TLS failure (expired certificate, plain HTTP on a TLS port, ...).
+    Tls,
+    ConnectionRefused,
+    Dns,
+    Timeout,
+    /// 429 `toomanyrequests`.
+    RateLimited,
+    /// The registry answered with an unexpected HTTP status.
+    Server(u16),
+    Other,
+}
+
+impl FailureKind {
+    /// A short name for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureKind::ManifestUnknown => "manifest-unknown",
+            FailureKind::Unauthorized => "unauthorized",
+            FailureKind::TlsUnknownAuthority => "tls-unknown-authority",
+            FailureKind::TlsWrongName => "tls-wrong-name",
+            FailureKind::Tls => "tls",
+            FailureKind::ConnectionRefused => "connection-refused",
+            FailureKind::Dns => "dns",
+            FailureKind::Timeout => "timeout",
+            FailureKind::RateLimited => "rate-limited",
+            FailureKind::Server(_) => "server-error",
+            FailureKind::Other => "other",
+        }
+    }
+
+    /// Whether the pull is certain to fail the same way on a node (the image or the
+    /// credentials are wrong), as opposed to the registry not answering in time.
+    pub fn is_definitive(&self) -> bool {
+        matches!(
+            self,
+            FailureKind::ManifestUnknown | FailureKind::Unauthorized
+        )
+    }
+}
+
+/// What a manifest says about platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFacts {
+    /// True for an OCI index or a Docker manifest list.
+    pub is_index: bool,
+    /// The platforms the image has (attestation entries left out).
+    pub platforms: Vec<Platform>,
 }

@@ -13,7 +13,7 @@ use crate::admission::{ContainerImage, Workload};
 use crate::policy::{Mode, Policy, PolicySet};
 use crate::reference::ImageRef;
 
-pub use facts::{Facts, ImageFacts, LookupFailure, Needs, needs};
+pub use facts::{Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, needs};
 pub use rules::Rule;
 
 /// One rule one container's image breaks.

@@ -291,9 +291,9 @@ mod registry {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::engine::{FailureKind, ManifestFacts};
     use crate::engine::{ImageFacts, LookupFailure, Needs, needs};
     use crate::platform::Platform;
-    use crate::registry::{FailureKind, ManifestFacts};
 
     const REGISTRY_POLICIES: &str = r#"
 apiVersion: imagegate.dev/v1alpha1

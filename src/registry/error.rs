@@ -6,56 +6,7 @@ use std::fmt;
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
-/// What went wrong when asking a registry about an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The repository or tag does not exist (`manifest unknown`).
-    ManifestUnknown,
-    /// The registry refused the credentials, or anonymous access (`unauthorized`).
-    Unauthorized,
-    /// The registry's certificate is signed by an authority imagegate does not trust.
-    TlsUnknownAuthority,
-    /// The certificate does not name the host (or IP address) the registry is reached by.
-    TlsWrongName,
-    /// Another TLS failure (expired certificate, plain HTTP on a TLS port, ...).
-    Tls,
-    ConnectionRefused,
-    Dns,
-    Timeout,
-    /// 429 `toomanyrequests`.
-    RateLimited,
-    /// The registry answered with an unexpected HTTP status.
-    Server(u16),
-    Other,
-}
-
-impl FailureKind {
-    /// A short name for logs and metrics.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            FailureKind::ManifestUnknown => "manifest-unknown",
-            FailureKind::Unauthorized => "unauthorized",
-            FailureKind::TlsUnknownAuthority => "tls-unknown-authority",
-            FailureKind::TlsWrongName => "tls-wrong-name",
-            FailureKind::Tls => "tls",
-            FailureKind::ConnectionRefused => "connection-refused",
-            FailureKind::Dns => "dns",
-            FailureKind::Timeout => "timeout",
-            FailureKind::RateLimited => "rate-limited",
-            FailureKind::Server(_) => "server-error",
-            FailureKind::Other => "other",
-        }
-    }
-
-    /// Whether the pull is certain to fail the same way on a node (the image or the
-    /// credentials are wrong), as opposed to the registry not answering in time.
-    pub fn is_definitive(&self) -> bool {
-        matches!(
-            self,
-            FailureKind::ManifestUnknown | FailureKind::Unauthorized
-        )
-    }
-}
+pub use crate::engine::FailureKind;
 
 /// A failed registry request, classified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,6 +26,7 @@ use oci_client::{Client, Reference};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+pub use crate::engine::ManifestFacts;
 pub use error::{FailureKind, RegistryError, chain};
 
 use crate::credentials::Credential;
@@ -68,15 +69,6 @@ impl Default for RegistryConfig {
             connect_timeout: Duration::from_secs(3),
         }
     }
-}
-
-/// What a manifest says about platforms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestFacts {
-    /// True for an OCI index or a Docker manifest list.
-    pub is_index: bool,
-    /// The platforms the image has (attestation entries left out).
-    pub platforms: Vec<Platform>,
 }
 
 #[derive(Hash, PartialEq, Eq, Clone)]

@@ -21,11 +21,8 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
-use crate::cluster::Cluster;
-use crate::config::Settings;
-use crate::inspector::{Inspector, InspectorError};
+use crate::inspector::Inspector;
 use crate::policy::{PolicyErrors, PolicySet};
-use crate::registry::RegistryClient;
 use metrics::Metrics;
 use tls::{KeyMaterial, TlsError};
 
@@ -43,10 +40,8 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     /// How long in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
-    /// Registries, credentials, caches and the deadline.
-    pub settings: Settings,
-    /// Whether to read pull secrets, ServiceAccounts and Nodes from the Kubernetes API.
-    pub kubernetes: bool,
+    /// The time an admission may spend gathering facts.
+    pub deadline: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +50,6 @@ pub enum ServeError {
     Policies(#[from] PolicyErrors),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error(transparent)]
-    Inspector(#[from] InspectorError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -87,23 +80,6 @@ impl AppState {
     }
 }
 
-/// A Kubernetes client from the pod's service account or `KUBECONFIG`, when there is one.
-async fn kubernetes_client() -> Option<kube::Client> {
-    match kube::Config::infer().await {
-        Ok(config) => match kube::Client::try_from(config) {
-            Ok(client) => Some(client),
-            Err(e) => {
-                tracing::warn!(error = %e, "no Kubernetes client: pull secrets, ServiceAccounts and Nodes will not be read");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "no Kubernetes configuration found: pull secrets, ServiceAccounts and Nodes will not be read");
-            None
-        }
-    }
-}
-
 /// The routes, without TLS: `POST /validate`, `POST /mutate`, `GET /healthz`,
 /// `GET /readyz`, `GET /metrics`.
 pub fn router(state: AppState) -> Router {
@@ -126,8 +102,10 @@ pub struct Running {
     reloader: tokio::task::JoinHandle<()>,
 }
 
-/// Loads the policies and the certificate, binds and starts serving.
-pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+/// Loads the policies and the certificate, binds and starts serving. The inspector
+/// (registry client, cluster reads, caches) is built by the caller: wiring lives at
+/// the edge, in `cli::serve`.
+pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running, ServeError> {
     // The sources compiled here are the reloader's baseline: a change that lands
     // during start-up is then seen as a change.
     let sources = crate::policy::load_path(&config.policies)?;
@@ -156,19 +134,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         source,
     })?;
 
-    let cluster = if config.kubernetes {
-        kubernetes_client()
-            .await
-            .map(|client| Arc::new(Cluster::new(client, config.settings.kubernetes_cache)))
-    } else {
-        None
-    };
-    let inspector = Inspector::new(
-        RegistryClient::new(config.settings.registry.clone()),
-        cluster,
-        config.settings.inspector.clone(),
-    )?;
-    let state = AppState::new(policies, inspector, config.settings.deadline);
+    let state = AppState::new(policies, inspector, config.deadline);
     let handle = Handle::new();
     let app = router(state.clone());
     // TCP_NODELAY: without it Nagle's algorithm holds small HTTP/2 frames back for
