@@ -171,6 +171,9 @@ struct TokenKey {
 /// One registry's HTTP client and base URL.
 struct Transport {
     http: reqwest::Client,
+    /// The address checks for this registry: a configured registry's own host is
+    /// trusted (its realm and redirects may use other ports of it).
+    policy: Arc<AddressPolicy>,
     /// `https://host:port` or `http://host:port` (Docker Hub: its API host).
     base: String,
     insecure: bool,
@@ -213,11 +216,7 @@ impl RegistryClient {
         let policy = Arc::new(AddressPolicy {
             allow: config.allow_networks.clone(),
             deny: config.deny_networks.clone(),
-            trusted_hosts: config
-                .registries
-                .iter()
-                .map(|r| net::host_without_port(&r.host).to_ascii_lowercase())
-                .collect(),
+            trusted_hosts: Vec::new(),
         });
         let bytes = config.cache_bytes;
         RegistryClient {
@@ -270,7 +269,14 @@ impl RegistryClient {
     fn build_transport(&self, registry: &str) -> Result<Transport, RegistryError> {
         let settings = self.settings(registry);
         let insecure = settings.is_some_and(|s| s.insecure);
-        let policy = self.policy.clone();
+        let policy = Arc::new(AddressPolicy {
+            trusted_hosts: settings
+                .map(|_| net::host_without_port(registry).to_string())
+                .into_iter()
+                .collect(),
+            ..(*self.policy).clone()
+        });
+        let transport_policy = policy.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > MAX_REDIRECTS {
                 return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
@@ -306,7 +312,7 @@ impl RegistryClient {
             .pool_max_idle_per_host(4)
             .pool_idle_timeout(Duration::from_secs(90))
             .dns_resolver(net::Resolver::new(
-                self.policy.clone(),
+                transport_policy.clone(),
                 Arc::new(self.config.static_hosts.clone()),
             ));
         // No `https_only`: the scheme of every URL is chosen here (the registry's
@@ -335,6 +341,7 @@ impl RegistryClient {
         let scheme = if insecure { "http" } else { "https" };
         Ok(Transport {
             http,
+            policy: transport_policy,
             base: format!("{scheme}://{endpoint}"),
             insecure,
         })
@@ -344,7 +351,7 @@ impl RegistryClient {
     /// configured: `localhost:5000` is the node's registry, not imagegate's.
     fn check_registry(&self, registry: &str) -> Result<(), RegistryError> {
         let host = net::host_without_port(registry);
-        if net::is_local_name(host) && !self.policy.is_trusted(host) {
+        if net::is_local_name(host) && self.settings(registry).is_none() {
             return Err(RegistryError::new(
                 FailureKind::NodeLocal,
                 format!("{registry} is the node's own loopback"),
@@ -381,16 +388,25 @@ impl RegistryClient {
                 format!("{} is not a valid registry URL: {e}", sanitize(path, 200)),
             )
         })?;
-        self.policy
+        t.policy
             .check_url(&url)
             .map_err(|e| RegistryError::new(FailureKind::AddressRefused, e.to_string()))?;
         let scope = format!("repository:{}:pull", repo.name);
         let known = self.challenges.get(&repo.registry);
+        // A remembered challenge is answered up front. If that fails (the realm
+        // moved, or answers garbage), the challenge is forgotten and the request
+        // goes out bare: the registry's 401 then says what it wants now.
         let mut authorization = match &known {
-            Some(c) => {
-                self.authorization(t, repo, c, credential, &scope, false)
-                    .await?
-            }
+            Some(c) => match self
+                .authorization(t, repo, c, credential, &scope, false)
+                .await
+            {
+                Ok(a) => a,
+                Err(_) => {
+                    self.challenges.invalidate(&repo.registry);
+                    None
+                }
+            },
             None => None,
         };
         let mut retried = false;
@@ -413,7 +429,9 @@ impl RegistryClient {
                 return Ok(response);
             };
             let challenge = Arc::new(challenge);
-            if known.as_deref() != Some(&*challenge) {
+            if known.as_deref() != Some(&*challenge)
+                || self.challenges.get(&repo.registry).is_none()
+            {
                 self.challenges
                     .insert(repo.registry.clone(), challenge.clone());
             }
@@ -494,7 +512,7 @@ impl RegistryClient {
             .to_string();
         match url.scheme() {
             "https" => {}
-            "http" if t.insecure || self.policy.is_trusted(&realm_host) => {}
+            "http" if t.insecure || t.policy.is_trusted(&realm_host) => {}
             _ => {
                 return Err(RegistryError::new(
                     FailureKind::Other,
@@ -505,7 +523,7 @@ impl RegistryClient {
                 ));
             }
         }
-        if net::is_local_name(&realm_host) && !self.policy.is_trusted(&realm_host) {
+        if net::is_local_name(&realm_host) && !t.policy.is_trusted(&realm_host) {
             return Err(RegistryError::new(
                 FailureKind::AddressRefused,
                 format!(
@@ -514,7 +532,7 @@ impl RegistryClient {
                 ),
             ));
         }
-        self.policy.check_url(&url).map_err(|e| {
+        t.policy.check_url(&url).map_err(|e| {
             RegistryError::new(
                 FailureKind::AddressRefused,
                 format!("the token realm of {} (\"{shown}\"): {e}", repo.registry),

@@ -11,8 +11,11 @@
 //! and the IPv4-mapped IPv6 forms of all of them (`::ffff:127.0.0.1`). The
 //! configuration adds networks to refuse (`denyNetworks`) or to allow
 //! (`allowNetworks`); an explicit deny beats an explicit allow, and both beat the
-//! defaults. A host named in `registries[]` is trusted whatever it resolves to, on
-//! any port: its token realm and its redirects may point at the same host.
+//! defaults. A registry named in `registries[]` (exactly, `host[:port]`) is trusted
+//! whatever it resolves to, and so are its token realm and redirects while they
+//! stay on its host (on any port: a token service often listens beside the
+//! registry). The trust is per registry: `127.0.0.1:5000` configured does not let
+//! a pod's `127.0.0.1:22/x` through, nor another registry's redirect to it.
 //!
 //! The checks sit in three places, because a connection can start from three:
 //! - [`Resolver`], reqwest's DNS resolver, for every host name (so a DNS name that
@@ -45,7 +48,8 @@ pub struct AddressPolicy {
     pub allow: Vec<IpNet>,
     /// Networks refused besides the defaults (beats `allow`).
     pub deny: Vec<IpNet>,
-    /// Host names (no port) of the configured registries: always let through.
+    /// Host names (no port) let through whatever they resolve to: the host of the
+    /// configured registry this policy is for.
     pub trusted_hosts: Vec<String>,
 }
 
