@@ -82,7 +82,10 @@ async fn an_anonymous_registry_costs_one_head_per_lookup_and_no_ping() {
         registry.requests(),
         [
             ("HEAD".to_string(), "/v2/team/app/manifests/v1".to_string()),
-            ("HEAD".to_string(), "/v2/team/other/manifests/v2".to_string()),
+            (
+                "HEAD".to_string(),
+                "/v2/team/other/manifests/v2".to_string()
+            ),
         ]
     );
 }
@@ -97,7 +100,10 @@ async fn get_manifest_and_get_blob_are_bounded_and_digest_verified() {
     let by_tag = client.get_manifest(&r, "v1", &accept, None).await.unwrap();
     assert_eq!(by_tag.digest, digest);
     assert_eq!(by_tag.media_type, OCI_MANIFEST);
-    let by_digest = client.get_manifest(&r, &digest, &accept, None).await.unwrap();
+    let by_digest = client
+        .get_manifest(&r, &digest, &accept, None)
+        .await
+        .unwrap();
     assert_eq!(by_digest, by_tag);
     // The registry only has what was asked for in another media type: refused.
     let e = client
@@ -105,7 +111,10 @@ async fn get_manifest_and_get_blob_are_bounded_and_digest_verified() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e.kind, FailureKind::NotAManifest | FailureKind::ManifestUnknown),
+        matches!(
+            e.kind,
+            FailureKind::NotAManifest | FailureKind::ManifestUnknown
+        ),
         "{e}"
     );
 
@@ -128,7 +137,10 @@ async fn get_manifest_and_get_blob_are_bounded_and_digest_verified() {
     // A descriptor whose size lies is caught by the count, its digest by the hash.
     let mut short = config.clone();
     short.size -= 1;
-    let e = client.get_blob(&r, &short, 1 << 20, None).await.unwrap_err();
+    let e = client
+        .get_blob(&r, &short, 1 << 20, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, FailureKind::DigestMismatch, "{e}");
     let e = client
         .get_manifest(&r, &format!("sha256:{}", "0".repeat(64)), &accept, None)
@@ -200,7 +212,11 @@ async fn referrers_tell_no_api_from_no_referrers() {
         }
         other => panic!("{other:?}"),
     }
-    match client.referrers(&at("empty"), &subject, None).await.unwrap() {
+    match client
+        .referrers(&at("empty"), &subject, None)
+        .await
+        .unwrap()
+    {
         Referrers::Found { descriptors, .. } => assert!(descriptors.is_empty()),
         other => panic!("{other:?}"),
     }
@@ -257,7 +273,12 @@ async fn tokens_are_cached_per_credential_and_scope_for_their_lifetime() {
     client.resolve_digest(&a, None).await.unwrap();
     client.resolve_digest(&a, None).await.unwrap();
     assert_eq!(tokens.count(), 1, "{:?}", tokens.requests());
-    assert_eq!(registry.count("HEAD", "/manifests/v1"), 3, "{:?}", registry.requests());
+    assert_eq!(
+        registry.count("HEAD", "/manifests/v1"),
+        3,
+        "{:?}",
+        registry.requests()
+    );
     assert_eq!(registry.count("GET", "/v2/"), 0, "no ping");
     // Another scope: another token, and the challenge is already known.
     client
@@ -273,7 +294,11 @@ async fn tokens_are_cached_per_credential_and_scope_for_their_lifetime() {
     client.resolve_digest(&c, Some(&credential)).await.unwrap();
     client.resolve_digest(&a, Some(&credential)).await.unwrap();
     let users: Vec<Option<String>> = tokens.requests().iter().map(|r| r.user.clone()).collect();
-    assert_eq!(users.iter().filter(|u| u.as_deref() == Some("ci")).count(), 2, "{users:?}");
+    assert_eq!(
+        users.iter().filter(|u| u.as_deref() == Some("ci")).count(),
+        2,
+        "{users:?}"
+    );
     // After the lifetime, a new token.
     let before = tokens.count();
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -296,7 +321,10 @@ async fn bad_token_registry(token: &'static str) -> (String, Arc<AtomicUsize>) {
             }
             (
                 StatusCode::UNAUTHORIZED,
-                [("www-authenticate", format!("Bearer realm=\"http://{me}/token\""))],
+                [(
+                    "www-authenticate",
+                    format!("Bearer realm=\"http://{me}/token\""),
+                )],
             )
                 .into_response()
         }
@@ -316,7 +344,8 @@ async fn a_token_that_cannot_be_a_header_is_an_error_not_a_panic() {
             .unwrap_err();
         assert_eq!(e.kind, FailureKind::Other, "{token:?}: {e}");
         assert!(
-            e.detail.contains("the token has characters a header cannot carry"),
+            e.detail
+                .contains("the token has characters a header cannot carry"),
             "{token:?}: {e}"
         );
         assert_eq!(hits.load(Ordering::SeqCst), 1);

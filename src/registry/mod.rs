@@ -241,7 +241,8 @@ impl RegistryClient {
                 .expire_after(TokenExpiry)
                 .build(),
             limits: moka::sync::Cache::builder()
-                .max_capacity(10_000)
+                .max_capacity(bytes)
+                .weigher(|host: &String, _: &Arc<Semaphore>| weight(host.len() + 128))
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             config,
