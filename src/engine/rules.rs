@@ -116,20 +116,20 @@ pub(super) fn check(
     }
     // A forbidden tag is judged as written, even beside a digest: imagegate pins
     // `nginx` as `nginx:latest@sha256:...`, and that must stay forbidden.
-    if let Some(tag) = image.tag() {
-        if let Some((pattern, _)) = policy.tags_forbid.iter().find(|(_, m)| m.is_match(tag)) {
-            let what = if image.is_implicit_latest() {
-                format!("no tag means \"{IMPLICIT_TAG}\", which is forbidden")
-            } else {
-                format!("tag \"{tag}\" is forbidden (pattern \"{pattern}\")")
-            };
-            out.push((
-                Rule::TagsForbid,
-                format!(
-                    "{what}: a mutable tag lets nodes run different code under one name; use a release tag or a digest"
-                ),
-            ));
-        }
+    if let Some(tag) = image.tag()
+        && let Some((pattern, _)) = policy.tags_forbid.iter().find(|(_, m)| m.is_match(tag))
+    {
+        let what = if image.is_implicit_latest() {
+            format!("no tag means \"{IMPLICIT_TAG}\", which is forbidden")
+        } else {
+            format!("tag \"{tag}\" is forbidden (pattern \"{pattern}\")")
+        };
+        out.push((
+            Rule::TagsForbid,
+            format!(
+                "{what}: a mutable tag lets nodes run different code under one name; use a release tag or a digest"
+            ),
+        ));
     }
     if !policy.tags_allow.is_empty() {
         let allowed: Vec<&str> = policy.tags_allow.iter().map(|re| re.as_str()).collect();
