@@ -105,6 +105,9 @@ pub struct RegistryConfig {
     pub static_hosts: Vec<(String, IpAddr)>,
     /// Bytes the token, challenge and client caches may hold, each.
     pub cache_bytes: u64,
+    /// Bytes of response bodies held at once across all lookups: a read waits for
+    /// room, so that many hostile registries at once cannot add up past it.
+    pub body_budget: u64,
 }
 
 impl Default for RegistryConfig {
@@ -118,6 +121,7 @@ impl Default for RegistryConfig {
             deny_networks: Vec::new(),
             static_hosts: Vec::new(),
             cache_bytes: 8 * 1024 * 1024,
+            body_budget: 48 * 1024 * 1024,
         }
     }
 }
@@ -188,6 +192,8 @@ pub struct RegistryClient {
     tokens: moka::future::Cache<TokenKey, Arc<Token>>,
     /// A semaphore per registry host, dropped when the host is not asked for a while.
     limits: moka::sync::Cache<String, Arc<Semaphore>>,
+    /// The body budget, one permit per KiB.
+    budget: Arc<Semaphore>,
 }
 
 struct TokenExpiry;
@@ -245,6 +251,7 @@ impl RegistryClient {
                 .weigher(|host: &String, _: &Arc<Semaphore>| weight(host.len() + 128))
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
+            budget: Arc::new(Semaphore::new(budget_permits(config.body_budget))),
             config,
         }
     }
@@ -568,8 +575,10 @@ impl RegistryClient {
             );
             return Err(e);
         }
-        let body = read_bounded(response, auth::TOKEN_LIMIT, "a token response").await?;
-        auth::parse_token(&body)
+        let body = self
+            .read_bounded(response, auth::TOKEN_LIMIT, "a token response")
+            .await?;
+        auth::parse_token(&body.bytes)
     }
 
     /// GETs a manifest (by tag or digest) with `accept`, bounded, judged and
@@ -620,7 +629,12 @@ impl RegistryClient {
             None => header(&response, "docker-content-digest")
                 .filter(|d| manifest::parse_digest(d).is_some()),
         };
-        let bytes = read_bounded(response, MANIFEST_LIMIT, "a manifest").await?;
+        let Body {
+            bytes,
+            budget: _budget,
+        } = self
+            .read_bounded(response, MANIFEST_LIMIT, "a manifest")
+            .await?;
         let accept: Vec<String> = accept.iter().map(|s| s.to_string()).collect();
         let (bytes, media_type, parsed, digest) = off_reactor(bytes, move |bytes| {
             let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
@@ -690,7 +704,11 @@ impl RegistryClient {
             return Err(error_of(response).await);
         }
         // The descriptor's size is the cap when it is smaller: a blob is exactly it.
-        let bytes = read_bounded(response, size, what)
+        let Body {
+            bytes,
+            budget: _budget,
+        } = self
+            .read_bounded(response, size, what)
             .await
             .map_err(|e| match e.kind {
                 FailureKind::TooLarge if size < max_bytes => RegistryError::new(
@@ -755,7 +773,12 @@ impl RegistryClient {
             return Err(error_of(response).await);
         }
         let content_type = header(&response, CONTENT_TYPE.as_str());
-        let bytes = read_bounded(response, MANIFEST_LIMIT, "a referrers index").await?;
+        let Body {
+            bytes,
+            budget: _budget,
+        } = self
+            .read_bounded(response, MANIFEST_LIMIT, "a referrers index")
+            .await?;
         let (bytes, media_type, descriptors, digest) = off_reactor(bytes, move |bytes| {
             let (media_type, parsed) =
                 manifest::judge(&bytes, content_type.as_deref(), &[manifest::OCI_INDEX])?;
@@ -877,6 +900,84 @@ impl RegistryClient {
     }
 }
 
+/// A body read, and its share of the body budget (released on drop).
+struct Body {
+    bytes: Vec<u8>,
+    budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+const KIB: u64 = 1024;
+
+fn budget_permits(bytes: u64) -> usize {
+    usize::try_from(bytes.div_ceil(KIB))
+        .unwrap_or(usize::MAX)
+        .clamp(MANIFEST_LIMIT.div_ceil(KIB) as usize, Semaphore::MAX_PERMITS)
+}
+
+impl RegistryClient {
+    /// Reads a body of at most `limit` bytes: refused at once when
+    /// `Content-Length` says more, and as soon as more arrives. Every KiB held
+    /// counts against the body budget, waiting for room when it is spent.
+    async fn read_bounded(
+        &self,
+        mut response: Response,
+        limit: u64,
+        what: &str,
+    ) -> Result<Body, RegistryError> {
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(RegistryError::too_large(what, limit));
+        }
+        let expected = response.content_length().unwrap_or(0).min(limit);
+        let mut budget = self.reserve(expected.max(1), what, limit).await?;
+        let mut held = expected.max(1).div_ceil(KIB) * KIB;
+        let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| RegistryError::from_transport(&e))?
+        {
+            let len = (body.len() + chunk.len()) as u64;
+            if len > limit {
+                return Err(RegistryError::too_large(what, limit));
+            }
+            // Grow by doubling, never past the limit, and budget the allocation.
+            if len > body.capacity() as u64 {
+                let capacity = (body.capacity() as u64 * 2).max(len).min(limit);
+                if capacity > held {
+                    budget.merge(self.reserve(capacity - held, what, limit).await?);
+                    held = capacity.div_ceil(KIB) * KIB;
+                }
+                body.reserve_exact(capacity as usize - body.len());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Body {
+            bytes: body,
+            budget,
+        })
+    }
+
+    /// Permits for `bytes` of the body budget; a read that could never fit in
+    /// the whole budget is too large.
+    async fn reserve(
+        &self,
+        bytes: u64,
+        what: &str,
+        limit: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, RegistryError> {
+        let permits = bytes.div_ceil(KIB);
+        if permits > budget_permits(self.config.body_budget) as u64 {
+            return Err(RegistryError::too_large(what, limit.min(self.config.body_budget)));
+        }
+        Ok(self
+            .budget
+            .clone()
+            .acquire_many_owned(permits as u32)
+            .await
+            .expect("the budget semaphore is never closed"))
+    }
+}
+
 /// A credential's fingerprint for cache keys: SHA-256 of user and password.
 fn fingerprint(c: &Credential) -> [u8; 32] {
     let mut h = sha2::Sha256::new();
@@ -901,31 +1002,6 @@ async fn error_of(response: Response) -> RegistryError {
     let headers = response.headers().clone();
     let body = read_prefix(response, ERROR_LIMIT).await;
     RegistryError::from_status(status, &headers, &body)
-}
-
-/// Reads a body of at most `limit` bytes: refused at once when `Content-Length`
-/// says more, and as soon as more arrives.
-async fn read_bounded(
-    mut response: Response,
-    limit: u64,
-    what: &str,
-) -> Result<Vec<u8>, RegistryError> {
-    if response.content_length().is_some_and(|n| n > limit) {
-        return Err(RegistryError::too_large(what, limit));
-    }
-    let expected = response.content_length().unwrap_or(0).min(limit);
-    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(1 << 20));
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| RegistryError::from_transport(&e))?
-    {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(RegistryError::too_large(what, limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The first `limit` bytes of a body (an error's): the rest is not read.
