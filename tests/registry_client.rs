@@ -351,3 +351,56 @@ async fn a_token_that_cannot_be_a_header_is_an_error_not_a_panic() {
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 }
+
+#[tokio::test]
+async fn a_read_larger_than_the_whole_body_budget_fails_instead_of_waiting_forever() {
+    // A blob of 5 MiB, served with its length.
+    let blob = vec![b'x'; 5 << 20];
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&blob))
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = blob.clone();
+    let app = Router::new().fallback(move || {
+        let served = served.clone();
+        async move { (StatusCode::OK, served).into_response() }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let descriptor: Descriptor = serde_json::from_value(
+        json!({"mediaType": "application/octet-stream", "digest": digest, "size": blob.len()}),
+    )
+    .unwrap();
+    let repo = Repository {
+        registry: addr.clone(),
+        name: "team/app".into(),
+    };
+    support::registry::install_crypto_provider();
+    let config = |budget: u64| RegistryConfig {
+        registries: vec![RegistrySettings {
+            host: addr.clone(),
+            insecure: true,
+            ca_pem: None,
+        }],
+        body_budget: budget,
+        ..RegistryConfig::default()
+    };
+    // The smallest budget (one manifest's worth, 4 MiB) cannot hold it: refused.
+    let small = RegistryClient::new(config(1));
+    let e = tokio::time::timeout(
+        Duration::from_secs(5),
+        small.get_blob(&repo, &descriptor, 8 << 20, None),
+    )
+    .await
+    .expect("no wait for room that can never come")
+    .unwrap_err();
+    assert_eq!(e.kind, FailureKind::TooLarge, "{e}");
+    // With room, the same read succeeds and is verified.
+    let roomy = RegistryClient::new(config(16 << 20));
+    let got = roomy
+        .get_blob(&repo, &descriptor, 8 << 20, None)
+        .await
+        .unwrap();
+    assert_eq!(got, blob);
+}

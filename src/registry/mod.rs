@@ -121,7 +121,7 @@ impl Default for RegistryConfig {
             deny_networks: Vec::new(),
             static_hosts: Vec::new(),
             cache_bytes: 8 * 1024 * 1024,
-            body_budget: 48 * 1024 * 1024,
+            body_budget: 32 * 1024 * 1024,
         }
     }
 }
@@ -711,12 +711,17 @@ impl RegistryClient {
             .read_bounded(response, size, what)
             .await
             .map_err(|e| match e.kind {
-                FailureKind::TooLarge if size < max_bytes => RegistryError::new(
+                // More than the descriptor said (not the budget refusing).
+                FailureKind::TooLarge
+                    if size < max_bytes && e == RegistryError::too_large(what, size) =>
+                {
+                    RegistryError::new(
                     FailureKind::DigestMismatch,
                     format!(
                         "the registry sent {what} longer than the {size} bytes its descriptor says"
                     ),
-                ),
+                    )
+                }
                 _ => e,
             })?;
         if bytes.len() as u64 != size {
@@ -911,7 +916,10 @@ const KIB: u64 = 1024;
 fn budget_permits(bytes: u64) -> usize {
     usize::try_from(bytes.div_ceil(KIB))
         .unwrap_or(usize::MAX)
-        .clamp(MANIFEST_LIMIT.div_ceil(KIB) as usize, Semaphore::MAX_PERMITS)
+        .clamp(
+            MANIFEST_LIMIT.div_ceil(KIB) as usize,
+            Semaphore::MAX_PERMITS,
+        )
 }
 
 impl RegistryClient {
@@ -967,7 +975,10 @@ impl RegistryClient {
     ) -> Result<tokio::sync::OwnedSemaphorePermit, RegistryError> {
         let permits = bytes.div_ceil(KIB);
         if permits > budget_permits(self.config.body_budget) as u64 {
-            return Err(RegistryError::too_large(what, limit.min(self.config.body_budget)));
+            return Err(RegistryError::too_large(
+                what,
+                limit.min(budget_permits(self.config.body_budget) as u64 * KIB),
+            ));
         }
         Ok(self
             .budget
