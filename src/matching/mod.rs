@@ -8,7 +8,7 @@
 
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
-use crate::reference::{ImageRef, split_host};
+use crate::reference::{ImageRef, is_docker_hub_alias, normalize_host, split_host};
 
 /// Why a pattern was refused. Each message says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +31,8 @@ pub enum PatternError {
     MatchesNothing(String),
     #[error("invalid glob: {0}")]
     Glob(String),
+    #[error("{0}")]
+    Host(String),
 }
 
 /// What a pattern is written for: the grammar differs slightly.
@@ -235,12 +237,12 @@ fn normalize(source: &str, kind: PatternKind) -> Result<(String, Option<String>)
         PatternKind::Registry => {
             let Some((host, path)) = source.split_once('/') else {
                 // A bare host (with optional port) means every repository on it.
-                return Ok((format!("{}/**", fold_host(source)), None));
+                return Ok((format!("{}/**", fold_host(source)?), None));
             };
             if let Some((_, tag)) = split_tag(path) {
                 return Err(PatternError::TagNotAllowed(tag.to_string()));
             }
-            Ok((format!("{}/{path}", fold_host(host)), None))
+            Ok((format!("{}/{path}", fold_host(host)?), None))
         }
         PatternKind::Image => {
             let (name, tag) = match split_tag(source) {
@@ -254,7 +256,7 @@ fn normalize(source: &str, kind: PatternKind) -> Result<(String, Option<String>)
             } else {
                 match split_host(name) {
                     (Some(host), path) => {
-                        let host = fold_host(host);
+                        let host = fold_host(host)?;
                         if host == "docker.io" && is_single_segment(path) {
                             format!("docker.io/library/{path}")
                         } else {
@@ -285,12 +287,24 @@ fn is_single_segment(path: &str) -> bool {
     !path.contains('/') && !path.contains("**")
 }
 
-fn fold_host(host: &str) -> String {
+/// The host of a pattern as images name theirs: lowercase, Docker Hub's aliases
+/// (`index.docker.io`, `registry-1.docker.io`, also with `:443`) are `docker.io`. A
+/// bracketed IPv6 address is checked like an image's and matched literally (in a
+/// glob, `[...]` would be a character class).
+fn fold_host(host: &str) -> Result<String, PatternError> {
+    if host.starts_with('[') {
+        let host = normalize_host(host).map_err(|e| PatternError::Host(e.to_string()))?;
+        return Ok(host.replace('[', "\\[").replace(']', "\\]"));
+    }
     let host = host.to_ascii_lowercase();
-    if host == "index.docker.io" {
-        "docker.io".to_string()
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host.as_str(), None),
+    };
+    if is_docker_hub_alias(name) && matches!(port, None | Some("443")) {
+        Ok("docker.io".to_string())
     } else {
-        host
+        Ok(host)
     }
 }
 
@@ -408,7 +422,30 @@ mod tests {
             ),
             ("registry.k8s.io/**", Registry, "k8s.gcr.io/pause", false),
             ("harbor:8443", Registry, "harbor:8443/p/a", true),
-            ("harbor:8443", Registry, "harbor:84430/p/a", false),
+            ("harbor:844", Registry, "harbor:8443/p/a", false),
+            ("harbor.example.com", Registry, "HARBOR.example.com/x", true),
+            // Docker Hub by any of its names, in images and in patterns.
+            ("evil/**", Image, "INDEX.DOCKER.IO/evil/x:1", true),
+            ("evil/**", Image, "Index.Docker.io/evil/x:1", true),
+            ("evil/**", Image, "registry-1.docker.io/evil/x", true),
+            ("evil/**", Image, "docker.io:443/evil/x", true),
+            ("nginx", Image, "DOCKER.IO/nginx", true),
+            ("registry-1.docker.io/**", Image, "nginx", true),
+            ("docker.io:443", Registry, "nginx", true),
+            ("docker.io", Registry, "docker.io:5000/x", false),
+            // An uppercase first component is a registry host in an image.
+            ("foo/bar", Image, "Foo/bar", false),
+            ("Foo/bar", Image, "Foo/bar", false),
+            ("foo", Registry, "Foo/bar", true),
+            ("docker.io", Registry, "Foo/bar", false),
+            // IPv6 hosts are literal, never glob classes.
+            ("[::1]:5000/**", Image, "[::1]:5000/app", true),
+            ("[::1]:5000", Registry, "[::1]:5000/app", true),
+            ("[::1]:5000", Registry, "1:5000/app", false),
+            ("[::1]:5000", Registry, "[::2]:5000/app", false),
+            ("[2001:DB8::1]/**", Image, "[2001:db8::1]/r", true),
+            ("[2001:db8::1]/**", Image, "[2001:db8::2]/r", false),
+            ("[2001:db8::1]/r:v*", Image, "[2001:db8::1]/r:v1", true),
         ];
         for (pattern, kind, image, expected) in table {
             let p =
@@ -444,6 +481,13 @@ mod tests {
             ("*", Image, "matches no image"),
             ("nginx:[", Image, "invalid glob"),
             ("harbor.example.com/{a", Registry, "invalid glob"),
+            (
+                "[2001:db8:0::1]/**",
+                Image,
+                "canonical form, `[2001:db8::1]`",
+            ),
+            ("[fd00123]", Registry, "not an IPv6 address"),
+            ("[::1]:05000", Registry, "leading zero"),
         ];
         for (pattern, kind, fragment) in table {
             let err = ImagePattern::parse(pattern, *kind).unwrap_err().to_string();
