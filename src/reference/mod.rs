@@ -55,9 +55,8 @@
 //!   docker/distribution 2.8 (older kubelets) count it; v0.6.0 counts the path only.
 //!   A name is refused when any of those would refuse it.
 //!
-//! [`split_host`] is the rule policy *patterns* use for their first segment; it is
-//! kept as it was (`.`, `:` or `localhost`), so that a pattern `Foo/bar` is not
-//! silently read as a registry host.
+//! Policy patterns (`crate::matching`) fold their hosts with `normalize_host` and
+//! `is_docker_hub_alias`, so that a pattern and an image name a registry alike.
 
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -699,22 +698,6 @@ fn quote(s: &str) -> String {
     match s.char_indices().nth(QUOTE_MAX) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),
-    }
-}
-
-/// Splits a policy pattern's name into its registry host (when the first component is
-/// one: it contains `.` or `:`, or is `localhost`) and the path. Image references use
-/// the runtime's rule instead, which also takes an uppercase first component as a
-/// host; patterns keep this one, so that `Foo/bar` stays a (never matching) Docker Hub
-/// path rather than becoming a registry named `foo`.
-pub(crate) fn split_host(name: &str) -> (Option<&str>, &str) {
-    match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (Some(first), rest)
-        }
-        _ => (None, name),
     }
 }
 
@@ -1918,21 +1901,6 @@ mod tests {
         ] {
             let got = normalize_host(written).map_err(|_| ());
             assert_eq!(got.as_deref().map_err(|_| ()), want, "{written}");
-        }
-    }
-
-    #[test]
-    fn pattern_hosts_keep_their_rule() {
-        for (name, want) in [
-            ("harbor.example.com/a", (Some("harbor.example.com"), "a")),
-            ("localhost/a", (Some("localhost"), "a")),
-            ("h:5000/a", (Some("h:5000"), "a")),
-            ("[::1]:5000/a", (Some("[::1]:5000"), "a")),
-            ("Foo/bar", (None, "Foo/bar")),
-            ("bitnami/redis", (None, "bitnami/redis")),
-            ("nginx", (None, "nginx")),
-        ] {
-            assert_eq!(split_host(name), want, "{name}");
         }
     }
 }
