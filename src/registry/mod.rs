@@ -341,16 +341,10 @@ impl RegistryClient {
                 format!("cannot build an HTTP client for {registry}: {}", chain(&e)),
             )
         })?;
-        let endpoint = if registry == "docker.io" {
-            "registry-1.docker.io"
-        } else {
-            registry
-        };
-        let scheme = if insecure { "http" } else { "https" };
         Ok(Transport {
             http,
             policy: transport_policy,
-            base: format!("{scheme}://{endpoint}"),
+            base: base_url(registry, insecure),
             insecure,
         })
     }
@@ -819,11 +813,7 @@ impl RegistryClient {
     ) -> Result<String, RegistryError> {
         let repo = Repository::of(image);
         self.check_registry(&repo.registry)?;
-        let reference = image
-            .digest()
-            .or(image.tag())
-            .unwrap_or(crate::reference::IMPLICIT_TAG)
-            .to_string();
+        let reference = manifest_reference(image);
         let _permit = self.permit(&repo.registry).await;
         let t = self.transport(&repo.registry)?;
         let path = format!("/v2/{}/manifests/{reference}", repo.name);
@@ -989,6 +979,27 @@ impl RegistryClient {
     }
 }
 
+/// The URL a registry's API is reached at: Docker Hub's API host for `docker.io`.
+fn base_url(registry: &str, insecure: bool) -> String {
+    let endpoint = if registry == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        registry
+    };
+    let scheme = if insecure { "http" } else { "https" };
+    format!("{scheme}://{endpoint}")
+}
+
+/// What a lookup asks the registry for: the digest when there is one (what the
+/// node pulls), else the tag, else the implied `latest`.
+fn manifest_reference(image: &ImageRef) -> String {
+    image
+        .digest()
+        .or(image.tag())
+        .unwrap_or(crate::reference::IMPLICIT_TAG)
+        .to_string()
+}
+
 /// A credential's fingerprint for cache keys: SHA-256 of user and password.
 fn fingerprint(c: &Credential) -> [u8; 32] {
     let mut h = sha2::Sha256::new();
@@ -1068,60 +1079,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_client_reference_keeps_host_tag_and_digest() {
+    fn lookups_dial_the_registry_host_and_ask_for_the_digest_first() {
         let d = format!("sha256:{}", "ab".repeat(32));
-        // (image, registry the client dials, repository, tag, digest)
-        type Row<'a> = (String, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
-        let table: Vec<Row> = vec![
+        // (image, URL of the manifest asked for)
+        let table: Vec<(String, String)> = vec![
             (
                 "nginx".into(),
-                "index.docker.io",
-                "library/nginx",
-                Some("latest"),
-                None,
+                "https://registry-1.docker.io/v2/library/nginx/manifests/latest".into(),
             ),
             (
                 "INDEX.DOCKER.IO/a/b:1".into(),
-                "index.docker.io",
-                "a/b",
-                Some("1"),
-                None,
+                "https://registry-1.docker.io/v2/a/b/manifests/1".into(),
             ),
             (
                 "[::1]:5000/team/app:v1".into(),
-                "[::1]:5000",
-                "team/app",
-                Some("v1"),
-                None,
+                "https://[::1]:5000/v2/team/app/manifests/v1".into(),
             ),
             (
                 "[2001:DB8::1]/r".into(),
-                "[2001:db8::1]",
-                "r",
-                Some("latest"),
-                None,
+                "https://[2001:db8::1]/v2/r/manifests/latest".into(),
             ),
             (
                 format!("[::1]:5000/r@{d}"),
-                "[::1]:5000",
-                "r",
-                None,
-                Some(d.as_str()),
+                format!("https://[::1]:5000/v2/r/manifests/{d}"),
             ),
             (
                 format!("h.io/r:v@{d}"),
-                "h.io",
-                "r",
-                Some("v"),
-                Some(d.as_str()),
+                format!("https://h.io/v2/r/manifests/{d}"),
             ),
         ];
-        for (image, registry, repository, tag, digest) in table {
-            let r = to_reference(&ImageRef::parse(&image).unwrap());
-            assert_eq!(r.resolve_registry(), registry, "{image}");
-            assert_eq!(r.repository(), repository, "{image}");
-            assert_eq!(r.tag(), tag, "{image}");
-            assert_eq!(r.digest(), digest, "{image}");
+        for (image, want) in table {
+            let parsed = ImageRef::parse(&image).unwrap();
+            let repo = Repository::of(&parsed);
+            let url = format!(
+                "{}/v2/{}/manifests/{}",
+                base_url(&repo.registry, false),
+                repo.name,
+                manifest_reference(&parsed)
+            );
+            assert_eq!(url, want, "{image}");
+            assert!(Url::parse(&url).is_ok(), "{url}");
         }
+        assert_eq!(base_url("10.0.0.5:5000", true), "http://10.0.0.5:5000");
     }
 }
