@@ -327,6 +327,7 @@ async fn hostile_registries_get_bounded_answers_within_the_deadline() {
         "localhost:5000/app:v1",
         "127.0.0.1:5000/team/app:v1",
         "127.0.0.2:5000/app:v1",
+        "[::1]:5000/app:v1",
     ] {
         let started = Instant::now();
         let r = ig.review("/validate", &pod_in("strict", local)).await;
