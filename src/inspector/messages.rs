@@ -54,6 +54,10 @@ pub(super) fn failure(
         FailureKind::Server(code) => {
             format!("{registry} answered HTTP {code} for {what} ({})", e.detail)
         }
+        FailureKind::UnusableAnswer => format!(
+            "the answer of {registry} (or of its token server) to the lookup of {what} could not be used: {}; this is a fault of the registry or its authentication service: ask whoever runs {registry} to check it",
+            e.detail
+        ),
         FailureKind::Other => format!("looking up {what} at {registry} failed: {}", e.detail),
     };
     LookupFailure {
