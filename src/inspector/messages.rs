@@ -55,7 +55,7 @@ pub(super) fn failure(
             format!("{registry} answered HTTP {code} for {what} ({})", e.detail)
         }
         FailureKind::UnusableAnswer => format!(
-            "the answer of {registry} (or of its token server) to the lookup of {what} could not be used: {}; this is a fault of the registry or its authentication service: ask whoever runs {registry} to check it",
+            "the answer of {registry} could not be used ({}); this is a fault of the registry or its token server, not of the pod: ask whoever runs {registry} to fix it",
             e.detail
         ),
         FailureKind::Other => format!("looking up {what} at {registry} failed: {}", e.detail),

@@ -430,7 +430,7 @@ fn unusable(image: &ImageRef, panic: &str) -> RegistryError {
     // The one such panic known (oci-client 0.18 unwraps the token into a header
     // value) says `InvalidHeaderValue`; say it in the user's terms.
     let detail = if panic.contains("InvalidHeaderValue") {
-        "it sent a value that cannot be used in an HTTP header, such as a token with a line break in it".to_string()
+        "its token, or another value it sent, is not a valid HTTP header value: it has a line break or another control character".to_string()
     } else {
         let mut detail = String::from("imagegate's registry client failed on it: ");
         detail.extend(panic.chars().take(200));
