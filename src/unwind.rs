@@ -43,10 +43,19 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
 mod tests {
     use super::*;
 
+    type Case = (
+        std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+        &'static str,
+    );
+
+    fn fails() -> Result<(), &'static str> {
+        Err("boom")
+    }
+
     #[tokio::test]
     async fn a_panic_becomes_an_error_with_its_message() {
         assert_eq!(catch(async { 7 }).await, Ok(7));
-        let table: Vec<(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>, &str)> = vec![
+        let table: Vec<Case> = vec![
             (
                 Box::pin(async { panic!("static message") }),
                 "static message",
@@ -63,10 +72,7 @@ mod tests {
                 "a panic without a message",
             ),
             (
-                Box::pin(async {
-                    let r: Result<(), &str> = Err("boom");
-                    r.unwrap()
-                }),
+                Box::pin(async { fails().unwrap() }),
                 "called `Result::unwrap()` on an `Err` value: \"boom\"",
             ),
         ];

@@ -433,11 +433,7 @@ async fn emptied_truncated_or_corrupted_policy_files_keep_the_last_good_set() {
         ),
         (
             "truncated",
-            Some(
-                good[..good.find("registry.k8s.io").unwrap()]
-                    .as_bytes()
-                    .to_vec(),
-            ),
+            Some(good.as_bytes()[..good.find("registry.k8s.io").unwrap()].to_vec()),
             format!("{}:8:", a.display()),
         ),
         (

@@ -118,8 +118,21 @@ pub enum Rejected {
     #[error(transparent)]
     NotAReview(#[from] ReviewError),
     /// An AdmissionReview with a uid that cannot be judged: denied in-band.
-    #[error("{1}")]
-    Refused(Envelope, Refusal),
+    #[error("{}", .0.refusal)]
+    Refused(Box<InBand>),
+}
+
+/// An in-band refusal and what its reply must echo.
+#[derive(Debug)]
+pub struct InBand {
+    pub envelope: Envelope,
+    pub refusal: Refusal,
+}
+
+impl Rejected {
+    fn refused(envelope: Envelope, refusal: Refusal) -> Rejected {
+        Rejected::Refused(Box::new(InBand { envelope, refusal }))
+    }
 }
 
 /// Parses and checks an AdmissionReview body.
@@ -169,7 +182,7 @@ fn envelope(
     };
     if api_version != API_VERSION {
         let refusal = Refusal::Version(api_version.to_string());
-        return Err(Rejected::Refused(envelope, refusal));
+        return Err(Rejected::refused(envelope, refusal));
     }
     Ok(envelope)
 }
@@ -199,7 +212,7 @@ fn unreadable(body: &[u8], error: serde_json::Error) -> Rejected {
                 Err(e) => format!("request: {}", e.inner()),
                 Ok(_) => error.to_string(),
             };
-            Rejected::Refused(envelope, Refusal::Unreadable(detail))
+            Rejected::refused(envelope, Refusal::Unreadable(detail))
         }
     }
 }
@@ -509,7 +522,11 @@ mod tests {
         ];
         for (body, expected, fragment) in table {
             match parse(&body) {
-                Err(Rejected::Refused(got, refusal)) => {
+                Err(Rejected::Refused(in_band)) => {
+                    let InBand {
+                        envelope: got,
+                        refusal,
+                    } = *in_band;
                     assert_eq!(got, expected);
                     assert_eq!(refusal.code(), 400);
                     assert!(refusal.to_string().contains(fragment), "{refusal}");

@@ -70,7 +70,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
             bad_request(&e.to_string()),
             "invalid",
         ),
-        Err(Rejected::Refused(envelope, refusal)) => refused(endpoint, &envelope, &refusal),
+        Err(Rejected::Refused(in_band)) => refused(endpoint, &in_band.envelope, &in_band.refusal),
         Ok(request) => {
             // Past this point the uid is known: whatever happens, including a
             // panic, is answered in-band.
