@@ -130,6 +130,10 @@ pub enum FailureKind {
     RateLimited,
     /// The registry answered with an unexpected HTTP status.
     Server(u16),
+    /// The registry (or its token server) answered something the registry client
+    /// could not use and failed on, such as a token that is not a valid HTTP
+    /// header value.
+    UnusableAnswer,
     Other,
 }
 
@@ -147,6 +151,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::RateLimited => "rate-limited",
             FailureKind::Server(_) => "server-error",
+            FailureKind::UnusableAnswer => "unusable-answer",
             FailureKind::Other => "other",
         }
     }

@@ -54,6 +54,10 @@ pub(super) fn failure(
         FailureKind::Server(code) => {
             format!("{registry} answered HTTP {code} for {what} ({})", e.detail)
         }
+        FailureKind::UnusableAnswer => format!(
+            "the answer of {registry} could not be used ({}); this is a fault of the registry or its token server, not of the pod: ask whoever runs {registry} to fix it",
+            e.detail
+        ),
         FailureKind::Other => format!("looking up {what} at {registry} failed: {}", e.detail),
     };
     LookupFailure {
