@@ -46,9 +46,16 @@ pub enum ReviewError {
     Version { api_version: String, kind: String },
     #[error("the AdmissionReview has no request")]
     NoRequest,
+    #[error(
+        "the AdmissionReview request's uid is not a short printable identifier (the API server sends a UUID)"
+    )]
+    BadUid,
     #[error("the AdmissionReview request has an empty uid")]
     NoUid,
 }
+
+/// The longest uid echoed: the API server's are 36-character UUIDs.
+pub const MAX_UID_LEN: usize = 128;
 
 /// Why an AdmissionReview that has a uid is refused in-band (`allowed: false`).
 /// Each message says what is wrong and what to do.
@@ -176,6 +183,11 @@ fn envelope(
     let Some(uid) = uid.filter(|u| !u.is_empty()) else {
         return Err(ReviewError::NoUid.into());
     };
+    // The API server's uids are UUIDs. Anything else is not from it, and is echoed
+    // and logged only if it is short and printable.
+    if uid.len() > MAX_UID_LEN || !uid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ReviewError::BadUid.into());
+    }
     let envelope = Envelope {
         api_version: api_version.to_string(),
         uid: uid.to_string(),
@@ -473,6 +485,7 @@ mod tests {
             (br#"{"kind":"AdmissionReview","request":{"uid":"u"}}"#, "apiVersion \"\""),
             (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "has no request"),
             (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7}}"#, "empty uid"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"a\nb"}}"#, "not a short printable identifier"),
         ];
         for (body, fragment) in table {
             let err = parse(body).unwrap_err();

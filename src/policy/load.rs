@@ -30,7 +30,7 @@ pub fn load_path(path: &Path) -> Result<Vec<PolicySource>, PolicyErrors> {
         .map_err(|e| PolicyErrors::whole_file(path, format!("cannot read: {e}")))?;
     let files = if meta.is_dir() {
         let mut files = Vec::new();
-        collect(path, &mut files)?;
+        collect(path, 0, &mut files)?;
         files.sort();
         if files.is_empty() {
             return Err(PolicyErrors::whole_file(
@@ -103,7 +103,17 @@ pub fn load_sources(texts: &[(&str, &str)]) -> Vec<PolicySource> {
         .collect()
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyErrors> {
+/// How deep directories are followed: a ConfigMap volume is two levels deep, and a
+/// symlink loop (`sub -> ..`) must end in an error, not a stack overflow.
+const MAX_DEPTH: usize = 8;
+
+fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), PolicyErrors> {
+    if depth > MAX_DEPTH {
+        return Err(PolicyErrors::whole_file(
+            dir,
+            format!("directories nest more than {MAX_DEPTH} levels deep (a symlink loop?)"),
+        ));
+    }
     let entries = std::fs::read_dir(dir)
         .map_err(|e| PolicyErrors::whole_file(dir, format!("cannot list: {e}")))?;
     for entry in entries {
@@ -118,7 +128,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyErrors> {
             continue;
         };
         if meta.is_dir() {
-            collect(&path, out)?;
+            collect(&path, depth + 1, out)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
@@ -132,6 +142,16 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyErrors> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_is_an_error_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "a").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let err = load_path(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a symlink loop?"), "{err}");
+    }
 
     #[test]
     fn reads_yaml_files_in_name_order_and_skips_hidden_entries() {
