@@ -18,6 +18,8 @@
 //! - [`config`]: the webhook's configuration file (`serve --config`).
 //! - [`server`]: the HTTPS webhook (axum + rustls), reloads, metrics.
 //! - [`certs`]: CA and serving certificates for the webhook.
+//! - [`unwind`]: panics caught and turned into answers (the handlers, each registry
+//!   lookup), so that no input drops a connection.
 //! - [`cli`]: the command line; the wiring of clients lives in `cli::serve`.
 
 pub mod admission;
@@ -34,3 +36,4 @@ pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod unwind;

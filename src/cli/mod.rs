@@ -133,4 +133,17 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    // A panic is caught where imagegate answers (see `crate::unwind`); the hook only
+    // records where it happened, as a log record like any other (JSON stays JSON).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            panic = %crate::unwind::message(info.payload()),
+            location,
+            "panic"
+        );
+    }));
 }

@@ -144,6 +144,10 @@ pub enum FailureKind {
     /// `localhost[:port]` or a loopback IP: the node's own registry, which the
     /// kubelet reaches on each node and imagegate cannot see.
     NodeLocal,
+    /// The registry (or its token server) answered something the registry client
+    /// could not use and failed on, such as a token that is not a valid HTTP
+    /// header value.
+    UnusableAnswer,
     Other,
 }
 
@@ -166,6 +170,7 @@ impl FailureKind {
             FailureKind::DigestMismatch => "digest-mismatch",
             FailureKind::AddressRefused => "address-refused",
             FailureKind::NodeLocal => "node-local",
+            FailureKind::UnusableAnswer => "unusable-answer",
             FailureKind::Other => "other",
         }
     }

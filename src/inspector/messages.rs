@@ -70,6 +70,9 @@ pub(super) fn failure(
         FailureKind::NodeLocal => format!(
             "node-local registry: {registry} is each node's own loopback, where the kubelet pulls from a registry running on the node; imagegate runs in its own pod and cannot see that registry, so it cannot check {what}; push the image to a registry reachable from the cluster, or list {registry} in imagegate's registry configuration (registries[]) if imagegate runs beside it"
         ),
+        FailureKind::UnusableAnswer => format!(
+            "the answer of {registry} could not be used ({detail}); this is a fault of the registry or its token server, not of the pod: ask whoever runs {registry} to fix it"
+        ),
         FailureKind::Other => format!("looking up {what} at {registry} failed: {detail}"),
     };
     LookupFailure {

@@ -9,6 +9,13 @@
 //!   makes every other caller wait for it);
 //! - everything for one admission runs concurrently under one deadline; a lookup
 //!   still running when it passes becomes a `timeout` failure naming the lookup.
+//!
+//! Registry answers are hostile input, and the OCI client can panic on some (it
+//! unwraps a token into a header value). Each registry call (the digest resolution
+//! and the manifest fetch) therefore runs under [`crate::unwind::catch`] inside the
+//! cache's init future: a panic becomes an `unusable-answer` lookup failure, judged
+//! by `onRegistryError` and cached like any failure, and the caches' coalescing
+//! never sees it (moka would make every waiter retry the panicking init).
 
 mod messages;
 
@@ -314,10 +321,15 @@ impl Inspector {
         let fetched = self
             .manifests
             .try_get_with(key, async {
-                self.registry
-                    .manifest_facts(&image, &resolved.digest, resolved.credential.as_ref())
-                    .await
-                    .map(Arc::new)
+                let fetch = self.registry.manifest_facts(
+                    &image,
+                    &resolved.digest,
+                    resolved.credential.as_ref(),
+                );
+                match crate::unwind::catch(fetch).await {
+                    Ok(fetched) => fetched.map(Arc::new),
+                    Err(panic) => Err(unusable(&image, &panic)),
+                }
             })
             .await;
         match fetched {
@@ -356,7 +368,12 @@ impl Inspector {
             credentials: fingerprint,
         };
         self.tags
-            .get_with(key, self.resolve(&image, candidates.to_vec()))
+            .get_with(key, async {
+                match crate::unwind::catch(self.resolve(&image, candidates.to_vec())).await {
+                    Ok(resolved) => resolved,
+                    Err(panic) => Err(refused(&image, unusable(&image, &panic), Vec::new())),
+                }
+            })
             .await
     }
 
@@ -490,6 +507,25 @@ fn weight(bytes: usize) -> u32 {
 
 fn credential_bytes(c: &Credential) -> usize {
     c.username.len() + c.password.len() + c.source.len() + c.key.len() + 96
+}
+
+/// The failure for a registry call that panicked on the registry's answer.
+fn unusable(image: &ImageRef, panic: &str) -> RegistryError {
+    tracing::error!(
+        image = %image,
+        panic,
+        "the registry client failed on a registry's answer; the lookup counts as failed"
+    );
+    // The one such panic known (oci-client 0.18 unwraps the token into a header
+    // value) says `InvalidHeaderValue`; say it in the user's terms.
+    let detail = if panic.contains("InvalidHeaderValue") {
+        "its token, or another value it sent, is not a valid HTTP header value: it has a line break or another control character".to_string()
+    } else {
+        let mut detail = String::from("imagegate's registry client failed on it: ");
+        detail.extend(panic.chars().take(200));
+        detail
+    };
+    RegistryError::new(FailureKind::UnusableAnswer, detail)
 }
 
 fn fingerprint(credentials: &[Credential]) -> u64 {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use serde::Deserialize;
 
-use super::error::{FailureKind, RegistryError, sanitize};
+use super::error::{FailureKind, RegistryError};
 
 /// The most bytes of a token response read.
 pub const TOKEN_LIMIT: u64 = 64 * 1024;
@@ -117,6 +117,9 @@ fn params(mut s: &str) -> Vec<(String, String)> {
     }
 }
 
+/// The detail of a token that cannot be sent as a header.
+pub const UNUSABLE_TOKEN: &str = "its token, or another value it sent, is not a valid HTTP header value: it has a line break or another control character";
+
 /// A bearer token and how long it may be used.
 #[derive(Debug, Clone)]
 pub struct Token {
@@ -141,7 +144,7 @@ struct TokenResponse {
 pub fn parse_token(body: &[u8]) -> Result<Token, RegistryError> {
     let bad = |why: String| {
         RegistryError::new(
-            FailureKind::Other,
+            FailureKind::UnusableAnswer,
             format!("the registry's token service sent an unusable answer: {why}"),
         )
     };
@@ -154,11 +157,12 @@ pub fn parse_token(body: &[u8]) -> Result<Token, RegistryError> {
         .ok_or_else(|| bad("no token".into()))?;
     // A token goes into a header: visible ASCII only (and no spaces), or it is
     // refused here, not sent mangled or panicked on.
+    // The token is a secret: it is never quoted in the detail.
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad(format!(
-            "the token has characters a header cannot carry (\"{}\")",
-            sanitize(&token, 20)
-        )));
+        return Err(RegistryError::new(
+            FailureKind::UnusableAnswer,
+            UNUSABLE_TOKEN,
+        ));
     }
     let header = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| bad("the token is not a valid header value".into()))?;
@@ -268,7 +272,15 @@ mod tests {
             br#"{"token":"a b"}"#,
             br#"{"token":"caf\u00e9"}"#,
             br#"{"token":"\u0000"}"#,
-            br#"{}"#,
+        ] {
+            let e = parse_token(bad).unwrap_err();
+            assert_eq!(
+                (e.kind, e.detail.as_str()),
+                (FailureKind::UnusableAnswer, UNUSABLE_TOKEN)
+            );
+        }
+        for bad in [
+            &br#"{}"#[..],
             br#"{"token":""}"#,
             b"<html>",
             br#"{"token":5}"#,

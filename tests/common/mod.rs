@@ -262,6 +262,52 @@ impl Imagegate {
         response
     }
 
+    /// Waits until `GET /metrics` shows `line`, or panics after 10 s.
+    pub async fn wait_for_metric(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut metrics = String::new();
+        while Instant::now() < deadline {
+            metrics = self.metrics().await;
+            if metrics.lines().any(|l| l == line) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "/metrics never showed {line:?}:\n{metrics}\nlog:\n{}",
+            self.log()
+        );
+    }
+
+    /// Replaces the policy file `name` with `bytes` at once (written to a hidden
+    /// file, then renamed over it), as a ConfigMap volume swaps its files: the
+    /// reloader sees the old content or the new, never a write in progress.
+    pub fn replace_policy(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.policy_dir().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.policy_dir().join(name)).unwrap();
+    }
+
+    /// POSTs an AdmissionReview that imagegate must refuse in-band: checks HTTP 200,
+    /// the echoed apiVersion and uid, `allowed: false` and `status.code`, and
+    /// returns `status.message`.
+    pub async fn refused(&self, path: &str, review: &Value, code: u16) -> String {
+        let (status, body) = self.post(path, serde_json::to_vec(review).unwrap()).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let reply: Value = serde_json::from_str(&body).expect("JSON reply");
+        assert_eq!(reply["apiVersion"], review["apiVersion"], "{body}");
+        assert_eq!(reply["kind"], "AdmissionReview");
+        let response = &reply["response"];
+        assert_eq!(response["uid"], review["request"]["uid"], "uid echoed");
+        assert_eq!(response["allowed"], false, "{body}");
+        assert_eq!(response["status"]["code"], code, "{body}");
+        assert!(response.get("patch").is_none(), "{body}");
+        response["status"]["message"]
+            .as_str()
+            .expect("a message")
+            .to_string()
+    }
+
     /// Waits until `cond` holds for the log, or panics after 10 s.
     pub async fn wait_for_log(&self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
