@@ -10,7 +10,8 @@
 //! - [`inspector`]: gathers the facts the engine will read (digests, platforms,
 //!   pull failures, Node architectures) under the admission deadline, cached and
 //!   coalesced.
-//! - [`registry`]: the registry client, per-registry TLS, failure classification.
+//! - [`registry`]: imagegate's own bounded OCI read client: size limits, digest
+//!   verification, bearer tokens, outbound address checks, failure classes.
 //! - [`credentials`]: docker config files and the kubelet's `auths` matching.
 //! - [`platform`]: containerd's platform matching; where a pod may run.
 //! - [`cluster`]: the one door to the Kubernetes API (Secrets, ServiceAccounts, Nodes).

@@ -401,7 +401,7 @@ async fn tls_unknown_authority_and_missing_ip_san() {
     let no_ip = Registry::start(Kind::TlsWithoutIpSan).await;
     images::push_amd64(&tls, "team/app:v1").await;
     // Without the CA: unknown authority. With it: found.
-    let msg = Gate::simple(vec![])
+    let msg = Gate::simple(vec![settings_for(&tls, false)])
         .deny(&tls.reference("team/app:v1"))
         .await;
     assert!(msg.contains(&format!("x509: certificate signed by unknown authority: the TLS certificate of {} is not signed by a CA imagegate trusts; add the registry's CA to imagegate's registry configuration (registries[].caFile)", tls.host())), "{msg}");
@@ -521,12 +521,10 @@ async fn token_auth_and_insufficient_scope() {
         json!({"auths": {host.clone(): {"username": "ci", "password": "ci-pass"}}}),
     );
     tokens.reset_count();
-    assert!(
-        gate.admit(&pod(&[&registry.reference("team/app:v1")], None))
-            .await
-            .0
-            .allowed()
-    );
+    let (d, _) = gate
+        .admit(&pod(&[&registry.reference("team/app:v1")], None))
+        .await;
+    assert!(d.allowed(), "{:?}", d.violations);
     assert!(
         tokens.count() >= 1,
         "the bearer flow went through the token server"

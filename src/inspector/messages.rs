@@ -6,7 +6,7 @@ use super::Credentials;
 use crate::credentials::Credential;
 use crate::engine::LookupFailure;
 use crate::reference::ImageRef;
-use crate::registry::{FailureKind, RegistryError};
+use crate::registry::{DETAIL_CHARS, FailureKind, RegistryError, sanitize};
 
 /// The message for a failed lookup of `image`. `tried` lists the credentials the
 /// registry refused (empty: anonymous).
@@ -23,6 +23,9 @@ pub(super) fn failure(
         (Some(tag), None) => format!("{}:{tag}", image.name()),
         (None, None) => image.name().to_string(),
     };
+    // Registry text is sanitized where it is read; once more here, so that no
+    // path can bring a raw body into a denial.
+    let detail = sanitize(&e.detail, 2 * DETAIL_CHARS);
     let message = match &e.kind {
         FailureKind::ManifestUnknown => format!(
             "manifest unknown: {registry} has no {what}; check the image name and tag for typos and that the tag was pushed (the pod would end in ImagePullBackOff)"
@@ -35,8 +38,7 @@ pub(super) fn failure(
             "TLS: the certificate of {registry} is not valid for \"{host}\" (a registry reached by IP address needs that IP in the certificate's subject alternative names); reissue the certificate with that name or IP, or reach the registry by a name the certificate has"
         ),
         FailureKind::Tls => format!(
-            "TLS handshake with {registry} failed ({}); if the registry serves plain HTTP, list it in imagegate's registry configuration with insecure: true",
-            e.detail
+            "TLS handshake with {registry} failed ({detail}); if the registry serves plain HTTP, list it in imagegate's registry configuration with insecure: true"
         ),
         FailureKind::ConnectionRefused => {
             format!(
@@ -48,17 +50,30 @@ pub(super) fn failure(
         }
         FailureKind::Timeout => format!("timeout: {registry} did not answer in time"),
         FailureKind::RateLimited => format!(
-            "429 toomanyrequests: {registry} is rate-limiting pulls ({}); pull with credentials (an imagePullSecret; authenticated pulls have higher limits) or through a mirror or pull-through cache",
-            e.detail
+            "429 toomanyrequests: {registry} is rate-limiting pulls ({detail}); pull with credentials (an imagePullSecret; authenticated pulls have higher limits) or through a mirror or pull-through cache"
         ),
         FailureKind::Server(code) => {
-            format!("{registry} answered HTTP {code} for {what} ({})", e.detail)
+            format!("{registry} answered HTTP {code} for {what} ({detail})")
         }
-        FailureKind::UnusableAnswer => format!(
-            "the answer of {registry} could not be used ({}); this is a fault of the registry or its token server, not of the pod: ask whoever runs {registry} to fix it",
-            e.detail
+        FailureKind::TooLarge => format!(
+            "too large: {detail} for {what}; imagegate refuses oversized answers, and so should the registry (a manifest is at most 4 MiB); check the registry or the proxy in front of it"
         ),
-        FailureKind::Other => format!("looking up {what} at {registry} failed: {}", e.detail),
+        FailureKind::NotAManifest => format!(
+            "not a manifest: {registry} did not answer for {what} with an image manifest or index ({detail}); check the registry URL and any proxy, login page or captive portal in front of it"
+        ),
+        FailureKind::DigestMismatch => format!(
+            "digest mismatch: {detail}; the registry or a proxy altered the content, and the node's pull would fail its verification the same way"
+        ),
+        FailureKind::AddressRefused => format!(
+            "address refused: looking up {what} would connect to an address imagegate does not reach ({detail}); if {registry} is a real registry there, list it in imagegate's registry configuration (registries[]) or allow its network (allowNetworks)"
+        ),
+        FailureKind::NodeLocal => format!(
+            "node-local registry: {registry} is each node's own loopback, where the kubelet pulls from a registry running on the node; imagegate runs in its own pod and cannot see that registry, so it cannot check {what}; push the image to a registry reachable from the cluster, or list {registry} in imagegate's registry configuration (registries[]) if imagegate runs beside it"
+        ),
+        FailureKind::UnusableAnswer => format!(
+            "the answer of {registry} could not be used ({detail}); this is a fault of the registry or its token server, not of the pod: ask whoever runs {registry} to fix it"
+        ),
+        FailureKind::Other => format!("looking up {what} at {registry} failed: {detail}"),
     };
     LookupFailure {
         kind: e.kind.clone(),

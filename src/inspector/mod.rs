@@ -143,14 +143,40 @@ impl Inspector {
             None => None,
         };
         Ok(Inspector {
+            // Bounded in bytes: keys and details come from pod specs and registries.
             tags: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &TagKey, v: &TagResult| {
+                    let value = match v {
+                        Ok(r) => r.digest.len() + r.credential.as_ref().map_or(0, credential_bytes),
+                        Err(f) => {
+                            f.error.detail.len()
+                                + f.tried.iter().map(credential_bytes).sum::<usize>()
+                        }
+                    };
+                    weight(k.image.len() + value + 96)
+                })
                 .expire_after(TagExpiry {
                     ok: config.tag_ttl,
                     failed: config.failure_ttl,
                 })
                 .build(),
-            manifests: Cache::builder().max_capacity(100_000).build(),
+            manifests: Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &(String, String), v: &Arc<ManifestFacts>| {
+                    let platforms: usize = v
+                        .platforms
+                        .iter()
+                        .map(|p| {
+                            p.os.len()
+                                + p.architecture.len()
+                                + p.variant.as_ref().map_or(0, String::len)
+                                + 72
+                        })
+                        .sum();
+                    weight(k.0.len() + k.1.len() + platforms + 64)
+                })
+                .build(),
             registry,
             cluster,
             config,
@@ -470,6 +496,17 @@ impl Inspector {
 fn refused(image: &ImageRef, error: RegistryError, tried: Vec<Credential>) -> Arc<Refused> {
     tracing::info!(image = %image, kind = error.kind.as_str(), detail = %error.detail, "registry lookup failed");
     Arc::new(Refused { error, tried })
+}
+
+/// The bytes each of the inspector's caches may hold.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn credential_bytes(c: &Credential) -> usize {
+    c.username.len() + c.password.len() + c.source.len() + c.key.len() + 96
 }
 
 /// The failure for a registry call that panicked on the registry's answer.

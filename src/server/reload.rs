@@ -71,7 +71,11 @@ fn reload_certificate(
     tls: &RustlsConfig,
     last: &mut KeyMaterial,
 ) {
-    let material = match KeyMaterial::read(&config.tls_cert, &config.tls_key) {
+    let material = match KeyMaterial::read(
+        &config.tls_cert,
+        &config.tls_key,
+        config.client_ca.as_deref(),
+    ) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "certificate cannot be read; keeping the current one");
@@ -81,7 +85,11 @@ fn reload_certificate(
     if material == *last {
         return;
     }
-    match material.server_config(&config.tls_cert, &config.tls_key) {
+    match material.server_config(
+        &config.tls_cert,
+        &config.tls_key,
+        config.client_ca.as_deref(),
+    ) {
         Ok(server_config) => {
             tls.reload_from_config(server_config);
             tracing::info!("TLS certificate reloaded");
