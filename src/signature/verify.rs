@@ -841,13 +841,12 @@ fn verify_keyless(
         ));
     };
     let has_entries = !bundle.verification_material.tlog_entries.is_empty();
+    // The signature over the content first, with the certificate's key: a changed
+    // payload is the first thing to say, whatever else is wrong.
+    check_key_signature(candidate, &bundle, &leaf_key(&leaf)?, subject, true)?;
     if let Some(why) = &candidate.unsupported_entry
         && authority.transparency_log() != TransparencyLog::Off
     {
-        // Say first what can be said for certain: a signature that does not
-        // verify with the certificate's key.
-        let key = leaf_key(&leaf)?;
-        check_key_signature(candidate, &bundle, &key, subject, true)?;
         return Err(Failure::new(
             FailureKind::NotSupported,
             format!("this signature cannot be checked: {why}"),
