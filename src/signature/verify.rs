@@ -13,10 +13,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use base64::Engine;
-use serde_json::json;
 use sigstore_verify::crypto::SigningScheme;
 use sigstore_verify::types::bundle::VerificationMaterialContent;
 use sigstore_verify::types::{Artifact, Bundle, MediaType, Sha256Hash, SignatureContent};
@@ -27,10 +24,9 @@ use super::cert::{self, CertFacts};
 use super::failure::{Failure, FailureKind, InputError};
 use super::keys::{PublicKey, sha256};
 use super::limits::Limits;
-use super::material::{
-    BundleLayer, LegacyKind, LegacyLayer, Material, annotations, is_bundle_media_type,
-};
+use super::material::{BundleLayer, LegacyKind, Material, is_bundle_media_type};
 use super::payload::{self, COSIGN_SIGN_PREDICATE};
+use super::reasons::{Cx, key_signature_failure, map_error, tampered_keyless};
 use super::report::{
     LogProof, MaterialKind, MaterialReport, Outcome, Report, SignerInfo, Verified,
     VerifiedStatement,
@@ -220,7 +216,7 @@ fn describe_material(material: &Material) -> String {
     }
 }
 
-fn legacy_format(kind: LegacyKind) -> &'static str {
+pub(super) fn legacy_format(kind: LegacyKind) -> &'static str {
     match kind {
         LegacyKind::Signature => "legacy .sig layer",
         LegacyKind::Attestation => "legacy .att layer",
@@ -230,7 +226,7 @@ fn legacy_format(kind: LegacyKind) -> &'static str {
 /// What was signed, and so how the signature is checked and what the payload
 /// check reads.
 #[derive(Debug, Clone)]
-enum Signed {
+pub(super) enum Signed {
     /// A legacy simple-signing payload: the signed message.
     SimpleSigning(Vec<u8>),
     /// A DSSE envelope holding a statement about the subject.
@@ -241,21 +237,21 @@ enum Signed {
 
 /// One signature to check, as a bundle (legacy layers are converted).
 #[derive(Debug, Clone)]
-struct Candidate {
-    bundle: Bundle,
-    signed: Signed,
+pub(super) struct Candidate {
+    pub(super) bundle: Bundle,
+    pub(super) signed: Signed,
     /// A legacy log entry of a kind imagegate cannot verify (why).
-    unsupported_entry: Option<String>,
+    pub(super) unsupported_entry: Option<String>,
 }
 
 fn prepare(material: &Material, limits: &Limits) -> Result<(String, Vec<Candidate>), Failure> {
     match material {
         Material::Bundle(layer) => prepare_bundle(layer, limits),
-        Material::Legacy(layer) => prepare_legacy(layer, limits),
+        Material::Legacy(layer) => super::legacy::prepare_legacy(layer, limits),
     }
 }
 
-fn too_large(what: &str, size: usize, max: usize) -> Failure {
+pub(super) fn too_large(what: &str, size: usize, max: usize) -> Failure {
     Failure::new(
         FailureKind::TooLarge,
         format!("{what} is {size} bytes; at most {max} are read"),
@@ -356,334 +352,6 @@ fn check_bundle_bounds(bundle: &Bundle, limits: &Limits) -> Result<(), Failure> 
         )?;
     }
     Ok(())
-}
-
-/// Turns a legacy `.sig` or `.att` layer into the bundle(s) it amounts to: the
-/// signature (or each DSSE signature), the certificate and chain, the Rekor entry of
-/// `dev.sigstore.cosign/bundle` (SET, integrated time, body), and the RFC 3161
-/// timestamp. sigstore-verify then checks the SET AND that the logged body is this
-/// signature, key and payload (sigstore-rs 0.15 accepted a SET over `{}`).
-fn prepare_legacy(
-    layer: &LegacyLayer,
-    limits: &Limits,
-) -> Result<(String, Vec<Candidate>), Failure> {
-    let format = legacy_format(layer.kind).to_string();
-    let expected = LegacyKind::from_media_type(&layer.media_type);
-    if expected != Some(layer.kind) {
-        return Err(Failure::new(
-            FailureKind::Unsupported,
-            format!(
-                "the {format} has media type `{}`, not {}",
-                layer.media_type.chars().take(200).collect::<String>(),
-                match layer.kind {
-                    LegacyKind::Signature => super::material::SIMPLE_SIGNING_MEDIA_TYPE,
-                    LegacyKind::Attestation => super::material::DSSE_MEDIA_TYPE,
-                }
-            ),
-        ));
-    }
-    if layer.bytes.len() > limits.max_material_bytes {
-        return Err(too_large(
-            &format!("the {format}"),
-            layer.bytes.len(),
-            limits.max_material_bytes,
-        ));
-    }
-    if layer.annotations.len() > limits.max_annotations {
-        return Err(Failure::new(
-            FailureKind::TooLarge,
-            format!(
-                "the {format} has {} annotations; at most {} are read",
-                layer.annotations.len(),
-                limits.max_annotations
-            ),
-        ));
-    }
-    for (k, v) in &layer.annotations {
-        if k.len() + v.len() > limits.max_annotation_bytes {
-            return Err(too_large(
-                &format!(
-                    "the annotation `{}`",
-                    k.chars().take(100).collect::<String>()
-                ),
-                k.len() + v.len(),
-                limits.max_annotation_bytes,
-            ));
-        }
-    }
-    let actual = format!("sha256:{}", hex::encode(sha256(&layer.bytes)));
-    if !layer.digest.eq_ignore_ascii_case(&actual) {
-        return Err(Failure::new(
-            FailureKind::Malformed,
-            format!(
-                "the {format}'s bytes hash to {actual}, not to its descriptor's digest {}",
-                layer.digest.chars().take(80).collect::<String>()
-            ),
-        ));
-    }
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let material = legacy_verification_material(layer, limits, &b64)?;
-    let (tlog_entries, unsupported_entry) = legacy_tlog_entry(layer)?;
-    let timestamps = legacy_timestamp(layer)?;
-    let media_type = if tlog_entries.is_empty() {
-        MediaType::Bundle0_2
-    } else {
-        MediaType::Bundle0_1
-    };
-    let build = |content: serde_json::Value| -> Result<Bundle, Failure> {
-        let mut doc = json!({
-            "mediaType": media_type.as_str(),
-            "verificationMaterial": material.clone(),
-        });
-        doc["verificationMaterial"]["tlogEntries"] = json!(tlog_entries);
-        doc["verificationMaterial"]["timestampVerificationData"] =
-            json!({"rfc3161Timestamps": timestamps});
-        let obj = doc.as_object_mut().expect("a JSON object");
-        if let serde_json::Value::Object(c) = content {
-            obj.extend(c);
-        }
-        serde_json::from_value(doc).map_err(|e| {
-            Failure::new(
-                FailureKind::Malformed,
-                format!("the {format}'s signature material cannot be read: {e}"),
-            )
-        })
-    };
-    let mut candidates = Vec::new();
-    match layer.kind {
-        LegacyKind::Signature => {
-            let sig = layer
-                .annotations
-                .get(annotations::SIGNATURE)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    Failure::new(
-                        FailureKind::Malformed,
-                        format!(
-                            "the {format} has no `{}` annotation: it carries no signature",
-                            annotations::SIGNATURE
-                        ),
-                    )
-                })?;
-            let bundle = build(json!({"messageSignature": {
-                "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&sha256(&layer.bytes))},
-                "signature": sig.trim(),
-            }}))?;
-            candidates.push(Candidate {
-                bundle,
-                signed: Signed::SimpleSigning(layer.bytes.clone()),
-                unsupported_entry: unsupported_entry.clone(),
-            });
-        }
-        LegacyKind::Attestation => {
-            #[derive(serde::Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Envelope {
-                payload_type: String,
-                payload: String,
-                #[serde(default)]
-                signatures: Vec<serde_json::Value>,
-            }
-            let env: Envelope = serde_json::from_slice(&layer.bytes).map_err(|e| {
-                Failure::new(
-                    FailureKind::Malformed,
-                    format!("the {format} is not a DSSE envelope: {e}"),
-                )
-            })?;
-            if env.signatures.is_empty() {
-                return Err(Failure::new(
-                    FailureKind::Malformed,
-                    format!("the {format}'s DSSE envelope has no signature"),
-                ));
-            }
-            if env.signatures.len() > limits.max_envelope_signatures {
-                return Err(Failure::new(
-                    FailureKind::TooLarge,
-                    format!(
-                        "the DSSE envelope has {} signatures; at most {} are read",
-                        env.signatures.len(),
-                        limits.max_envelope_signatures
-                    ),
-                ));
-            }
-            for sig in env.signatures {
-                let bundle = build(json!({"dsseEnvelope": {
-                    "payloadType": env.payload_type,
-                    "payload": env.payload,
-                    "signatures": [sig],
-                }}))?;
-                candidates.push(Candidate {
-                    bundle,
-                    signed: Signed::Dsse,
-                    unsupported_entry: unsupported_entry.clone(),
-                });
-            }
-        }
-    }
-    Ok((format, candidates))
-}
-
-fn legacy_verification_material(
-    layer: &LegacyLayer,
-    limits: &Limits,
-    b64: &dyn Fn(&[u8]) -> String,
-) -> Result<serde_json::Value, Failure> {
-    let Some(cert_pem) = layer
-        .annotations
-        .get(annotations::CERTIFICATE)
-        .filter(|c| !c.trim().is_empty())
-    else {
-        return Ok(json!({"publicKey": {"hint": ""}}));
-    };
-    let pem_err = |what: &str, e: String| {
-        Failure::new(
-            FailureKind::Malformed,
-            format!("the {what} annotation is not PEM: {e}"),
-        )
-    };
-    let leaf = pem::parse_many(cert_pem.as_bytes())
-        .map_err(|e| pem_err(annotations::CERTIFICATE, e.to_string()))?;
-    let leaf = leaf
-        .into_iter()
-        .find(|b| b.tag() == "CERTIFICATE")
-        .ok_or_else(|| pem_err(annotations::CERTIFICATE, "no CERTIFICATE block".into()))?;
-    let mut certs = vec![leaf.into_contents()];
-    if let Some(chain) = layer.annotations.get(annotations::CHAIN) {
-        let blocks = pem::parse_many(chain.as_bytes())
-            .map_err(|e| pem_err(annotations::CHAIN, e.to_string()))?;
-        for block in blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE") {
-            let der = block.into_contents();
-            // cosign puts the Fulcio root into the chain annotation. A root can only
-            // come from the trust root, so it is left out rather than trusted.
-            match cert::parse(&der) {
-                Ok(facts) if facts.self_signed => continue,
-                _ => certs.push(der),
-            }
-        }
-    }
-    if certs.len() > limits.max_chain_certificates {
-        return Err(Failure::new(
-            FailureKind::TooLarge,
-            format!(
-                "the certificate chain has {} certificates; at most {} are read",
-                certs.len(),
-                limits.max_chain_certificates
-            ),
-        ));
-    }
-    Ok(json!({"x509CertificateChain": {"certificates":
-        certs.iter().map(|c| json!({"rawBytes": b64(c)})).collect::<Vec<_>>()}}))
-}
-
-/// The `dev.sigstore.cosign/bundle` annotation as a bundle tlog entry, and, for a
-/// kind sigstore-verify cannot check (intoto 0.0.1, written by cosign before 2.0),
-/// why not.
-fn legacy_tlog_entry(
-    layer: &LegacyLayer,
-) -> Result<(Vec<serde_json::Value>, Option<String>), Failure> {
-    let Some(raw) = layer
-        .annotations
-        .get(annotations::BUNDLE)
-        .filter(|b| !b.trim().is_empty())
-    else {
-        return Ok((Vec::new(), None));
-    };
-    let bad = |e: String| {
-        Failure::new(
-            FailureKind::Malformed,
-            format!(
-                "the `{}` annotation (the Rekor entry) cannot be read: {e}",
-                annotations::BUNDLE
-            ),
-        )
-    };
-    #[derive(serde::Deserialize)]
-    struct RekorBundle {
-        #[serde(rename = "SignedEntryTimestamp")]
-        set: String,
-        #[serde(rename = "Payload")]
-        payload: RekorPayload,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct RekorPayload {
-        body: String,
-        integrated_time: i64,
-        log_index: i64,
-        #[serde(rename = "logID")]
-        log_id: String,
-    }
-    let parsed: RekorBundle = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
-    let p = parsed.payload;
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(p.body.trim())
-        .map_err(|e| bad(format!("the body is not base64: {e}")))?;
-    let log_id = hex::decode(&p.log_id).map_err(|e| bad(format!("the logID is not hex: {e}")))?;
-    if p.log_index < 0 || p.integrated_time < 0 {
-        return Err(bad("negative log index or time".into()));
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Kind {
-        kind: String,
-        api_version: String,
-    }
-    // The logged body must say what it records: a body of `{}` (a SET over nothing)
-    // describes no signature and is refused here, before any key is tried.
-    let kind: Kind = serde_json::from_slice(&body).map_err(|_| {
-        Failure::new(
-            FailureKind::LogMismatch,
-            "the log entry does not match this signature: its body is not a Rekor entry (it names no kind)",
-        )
-    })?;
-    let supported = matches!(
-        (kind.kind.as_str(), kind.api_version.as_str()),
-        ("hashedrekord", "0.0.1") | ("dsse", "0.0.1") | ("intoto", "0.0.2")
-    );
-    let entry = json!({
-        "logIndex": p.log_index.to_string(),
-        "logId": {"keyId": base64::engine::general_purpose::STANDARD.encode(&log_id)},
-        "kindVersion": {"kind": kind.kind, "version": kind.api_version},
-        "integratedTime": p.integrated_time.to_string(),
-        "inclusionPromise": {"signedEntryTimestamp": parsed.set.trim()},
-        "canonicalizedBody": p.body.trim(),
-    });
-    if supported {
-        Ok((vec![entry], None))
-    } else {
-        Ok((
-            Vec::new(),
-            Some(format!(
-                "its Rekor entry is of kind {} {}, which imagegate does not verify (cosign before v2.0 wrote intoto 0.0.1): sign again with a current cosign, or set transparencyLog: Off for a key authority",
-                kind.kind, kind.api_version
-            )),
-        ))
-    }
-}
-
-fn legacy_timestamp(layer: &LegacyLayer) -> Result<Vec<serde_json::Value>, Failure> {
-    let Some(raw) = layer
-        .annotations
-        .get(annotations::RFC3161_TIMESTAMP)
-        .filter(|b| !b.trim().is_empty())
-    else {
-        return Ok(Vec::new());
-    };
-    #[derive(serde::Deserialize)]
-    struct Ts {
-        #[serde(rename = "SignedRFC3161Timestamp")]
-        signed: String,
-    }
-    let ts: Ts = serde_json::from_str(raw).map_err(|e| {
-        Failure::new(
-            FailureKind::Malformed,
-            format!(
-                "the `{}` annotation cannot be read: {e}",
-                annotations::RFC3161_TIMESTAMP
-            ),
-        )
-    })?;
-    Ok(vec![json!({"signedTimestamp": ts.signed.trim()})])
 }
 
 /// The best outcome of one material's candidates for one authority: the first that
@@ -887,11 +555,7 @@ fn verify_keyless(
             claims,
         },
         log,
-        verified_times: result
-            .verified_timestamps()
-            .iter()
-            .map(|t| format_time(*t))
-            .collect(),
+        verified_times: verified_times(&result),
         sct_verified: result.sct_verified(),
     })
 }
@@ -1061,11 +725,7 @@ fn verify_with_key(
             .verify(artifact(candidate, subject), &bundle, &policy)
             .map_err(|e| map_error(e, &cx))?;
         log = log_requirement(&bundle, &result, authority.transparency_log(), has_entries)?;
-        times = result
-            .verified_timestamps()
-            .iter()
-            .map(|t| format_time(*t))
-            .collect();
+        times = verified_times(&result);
     }
     let (kind, statement) = check_payload(candidate, &bundle, subject, options)?;
     if authority.transparency_log() == TransparencyLog::Required && log.is_none() {
@@ -1115,7 +775,15 @@ fn log_requirement(
     Ok(proof)
 }
 
-fn format_time(t: jiff::Timestamp) -> String {
+/// Every verified time, in order, each once (a TSA and the log often agree to the second).
+fn verified_times(result: &VerificationResult) -> Vec<String> {
+    let mut times: Vec<_> = result.verified_timestamps().to_vec();
+    times.sort();
+    times.dedup();
+    times.into_iter().map(format_time).collect()
+}
+
+pub(super) fn format_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -1171,67 +839,6 @@ fn check_key_signature(
             key_signature_failure(bundle, key)
         }
     })
-}
-
-fn tampered_keyless() -> Failure {
-    Failure::new(
-        FailureKind::Tampered,
-        "the signature does not verify with the signing certificate's key: the signed content was changed after signing",
-    )
-}
-
-/// A signature that does not verify with the authority's key: another key made it
-/// (when the material says which key: the bundle's key hint or the logged key), or
-/// the content was changed after signing.
-fn key_signature_failure(bundle: &Bundle, key: &PublicKey) -> Failure {
-    let hint = match &bundle.verification_material.content {
-        VerificationMaterialContent::PublicKey(p) if !p.hint.is_empty() => Some(p.hint.clone()),
-        _ => None,
-    };
-    let signer_is_key = match hint {
-        Some(hint) => Some(hint == key.bundle_hint()),
-        None => logged_key(bundle).map(|der| key.is(&der)),
-    };
-    match signer_is_key {
-        Some(false) => Failure::new(
-            FailureKind::WrongKey,
-            format!(
-                "signed by another key, not by {} {}",
-                key.algorithm_name(),
-                key.fingerprint()
-            ),
-        ),
-        Some(true) => Failure::new(
-            FailureKind::Tampered,
-            format!(
-                "the signature names key {} but does not verify with it: the signed content was changed after signing",
-                key.fingerprint()
-            ),
-        ),
-        None => Failure::new(
-            FailureKind::BadSignature,
-            format!(
-                "the signature does not verify with {} {}: signed by another key, or changed after signing",
-                key.algorithm_name(),
-                key.fingerprint()
-            ),
-        ),
-    }
-}
-
-/// The public key a hashedrekord or dsse log entry records (DER SPKI), if it
-/// records a key rather than a certificate.
-fn logged_key(bundle: &Bundle) -> Option<Vec<u8>> {
-    let entry = bundle.verification_material.tlog_entries.first()?;
-    let body: serde_json::Value =
-        serde_json::from_slice(entry.canonicalized_body.as_bytes()).ok()?;
-    let b64 = body
-        .pointer("/spec/signature/publicKey/content")
-        .or_else(|| body.pointer("/spec/signatures/0/verifier"))?
-        .as_str()?;
-    let pem_bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let block = pem::parse(pem_bytes).ok()?;
-    (block.tag() == "PUBLIC KEY").then(|| block.into_contents())
 }
 
 /// What was signed, checked against the image under admission.
@@ -1329,7 +936,7 @@ fn check_payload(
     }
 }
 
-fn digest_mismatch(named: &[String], subject: &Subject) -> Failure {
+pub(super) fn digest_mismatch(named: &[String], subject: &Subject) -> Failure {
     Failure::new(
         FailureKind::DigestMismatch,
         format!(
@@ -1362,193 +969,4 @@ fn check_annotations(
         }
     }
     Ok(())
-}
-
-/// What a sigstore-verify error means for the application team.
-struct Cx<'a> {
-    candidate: &'a Candidate,
-    bundle: &'a Bundle,
-    subject: &'a Subject,
-    key: Option<&'a PublicKey>,
-    leaf: Option<&'a CertFacts>,
-    authority: &'a Authority,
-}
-
-fn map_error(e: sigstore_verify::Error, cx: &Cx<'_>) -> Failure {
-    use sigstore_verify::Error as E;
-    use sigstore_verify::bundle::Error as B;
-    use sigstore_verify::error::{
-        CertificateError as C, TimestampError as Ts, TransparencyLogError as T,
-    };
-    let text = e.to_string();
-    let f = Failure::new;
-    match e {
-        E::SignatureInvalid(_) => match cx.key {
-            Some(key) => key_signature_failure(cx.bundle, key),
-            None => tampered_keyless(),
-        },
-        E::ArtifactMismatch(m) => {
-            if m.contains("hashedrekord") || m.contains("entry") {
-                f(
-                    FailureKind::LogMismatch,
-                    format!("the log entry does not match this signature: {m}"),
-                )
-            } else if let Signed::Dsse = cx.candidate.signed {
-                match cx.bundle.content {
-                    SignatureContent::DsseEnvelope(ref env) => {
-                        match payload::parse_statement(&env.payload_type, env.payload.as_bytes()) {
-                            Ok(st) => digest_mismatch(&st.subject_digests, cx.subject),
-                            Err(failure) => failure,
-                        }
-                    }
-                    _ => f(FailureKind::DigestMismatch, m),
-                }
-            } else {
-                f(
-                    FailureKind::DigestMismatch,
-                    format!(
-                        "the signature is for another digest than {}: {m}",
-                        cx.subject.digest
-                    ),
-                )
-            }
-        }
-        E::Certificate(c) => match c {
-            C::Sct(m) => f(
-                FailureKind::SctInvalid,
-                format!("the certificate's SCT is not signed by a CT log of the trust root: {m}"),
-            ),
-            C::Expired { time, not_after } => f(
-                FailureKind::CertificateNotValidAtTime,
-                format!(
-                    "the certificate expired at {} and the signature was made at {} (by the log or timestamp)",
-                    format_time(not_after),
-                    format_time(time)
-                ),
-            ),
-            C::NotYetValid { time, not_before } => f(
-                FailureKind::CertificateNotValidAtTime,
-                format!(
-                    "the signature was made at {} (by the log or timestamp), before the certificate was valid ({})",
-                    format_time(time),
-                    format_time(not_before)
-                ),
-            ),
-            C::ChainInvalid(m) if m.contains("CertExpired") || m.contains("CertNotValidYet") => f(
-                FailureKind::CertificateNotValidAtTime,
-                format!(
-                    "the certificate chain was not valid at the time the log or timestamp attests: {m}"
-                ),
-            ),
-            C::Malformed(m) => f(
-                FailureKind::Malformed,
-                format!("the signing certificate: {m}"),
-            ),
-            _ => f(
-                FailureKind::UntrustedCertificate,
-                format!(
-                    "the signing certificate does not chain to a Fulcio CA of the trust root ({}): {text}",
-                    cx.authority
-                        .trust_root()
-                        .map(|r| r.description())
-                        .unwrap_or("none")
-                ),
-            ),
-        },
-        E::TransparencyLog(t) => match t {
-            T::UnknownLog { .. } | T::InclusionPromise(_) => f(
-                FailureKind::LogUntrusted,
-                format!("the log entry is not signed by a Rekor key of the trust root: {text}"),
-            ),
-            T::Checkpoint(m) if m.contains("No matching") || m.contains("No valid") => f(
-                FailureKind::LogUntrusted,
-                format!(
-                    "the log entry's checkpoint is not signed by a Rekor key of the trust root: {m}"
-                ),
-            ),
-            T::EntryMismatch(m) | T::MalformedEntry(m) => f(
-                FailureKind::LogMismatch,
-                format!("the log entry does not match this signature: {m}"),
-            ),
-            T::IntegratedTime(m) if m.contains("certificate validity") => f(
-                FailureKind::CertificateNotValidAtTime,
-                format!("the log entry's time is outside the certificate's validity: {m}"),
-            ),
-            _ => f(
-                FailureKind::LogInvalid,
-                format!("the log entry does not verify: {text}"),
-            ),
-        },
-        E::Timestamp(Ts::NoVerifiedTimestamp(_)) => no_time_proof(cx),
-        E::Timestamp(_) => f(
-            FailureKind::TimestampInvalid,
-            format!(
-                "an RFC 3161 timestamp does not verify against a TSA of the trust root: {text}"
-            ),
-        ),
-        E::Bundle(B::MissingSigningTimeEvidence) => no_time_proof(cx),
-        E::Bundle(B::MissingInclusionProof(_)) | E::Bundle(B::MissingCheckpoint) => f(
-            FailureKind::LogInvalid,
-            format!(
-                "the log entry has no inclusion proof with a checkpoint, which this bundle version requires: {text}"
-            ),
-        ),
-        E::Bundle(b)
-            if b.to_string().contains("inclusion") || b.to_string().contains("checkpoint") =>
-        {
-            f(
-                FailureKind::LogInvalid,
-                format!("the log entry does not verify: {text}"),
-            )
-        }
-        E::UnsupportedBundle(m) => f(FailureKind::Unsupported, format!("the bundle: {m}")),
-        E::UnsupportedArtifact(m) => f(FailureKind::NotSupported, m),
-        _ => f(
-            FailureKind::Malformed,
-            format!("the signature material cannot be verified: {text}"),
-        ),
-    }
-}
-
-/// Keyless material with no log entry and no timestamp: nothing proves the
-/// signature was made while the (short-lived) certificate was valid.
-fn no_time_proof(cx: &Cx<'_>) -> Failure {
-    let off = if cx.authority.transparency_log() == TransparencyLog::Off {
-        " (transparencyLog is Off, so log entries are not read)"
-    } else {
-        ""
-    };
-    let Some(leaf) = cx.leaf else {
-        return Failure::new(
-            FailureKind::NoTimeProof,
-            format!("nothing proves when the signature was made{off}"),
-        );
-    };
-    let now = SystemTime::now();
-    if now > leaf.not_after {
-        Failure::new(
-            FailureKind::CertificateExpired,
-            format!(
-                "certificate expired at {} and no log entry or timestamp proves it was used before{off}",
-                cert::rfc3339(leaf.not_after)
-            ),
-        )
-    } else if now < leaf.not_before {
-        Failure::new(
-            FailureKind::CertificateNotValidAtTime,
-            format!(
-                "certificate is not valid before {}{off}",
-                cert::rfc3339(leaf.not_before)
-            ),
-        )
-    } else {
-        Failure::new(
-            FailureKind::NoTimeProof,
-            format!(
-                "no log entry or timestamp proves when the signature was made, and a keyless signature needs one (the certificate is valid from {} to {}){off}",
-                cert::rfc3339(leaf.not_before),
-                cert::rfc3339(leaf.not_after)
-            ),
-        )
-    }
 }
