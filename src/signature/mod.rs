@@ -60,22 +60,37 @@
 //!   use a `trusted_root.json` for Rekor v2.
 //!
 //! # For the inspector (part 2)
-//! ```ignore
-//! use imagegate::signature::{self, Authority, Material, BundleLayer, LegacyLayer, LegacyKind, Options, Subject};
-//! // Once, when policies load: authorities and trust roots (Arc-shared).
-//! let root = signature::TrustRoot::from_trusted_root_json(&std::fs::read("trusted_root.json")?)?;
-//! let ci = Authority::keyless("ci", signature::Identity {
-//!         subject: signature::Matcher::regex(r"^https://github\.com/acme/", "subject")?,
-//!         issuer: signature::Matcher::exact("https://token.actions.githubusercontent.com", "issuer")?,
-//!     }, signature::TransparencyLog::Optional, root.clone())?;
-//! // Per image: everything fetched (referrer bundle layers selected with
-//! // `signature::is_bundle_media_type`, every `.sig` and `.att` layer), then, in
-//! // `spawn_blocking`:
-//! let subject = Subject::image("ghcr.io/acme/app", "sha256:...")?;
+//! ```no_run
+//! use imagegate::signature::{
+//!     self, Authority, Identity, Material, Matcher, Options, Subject, TransparencyLog, TrustRoot,
+//! };
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Once, when the policies load: trust roots and authorities (Arc-shared, Send + Sync).
+//! let root = TrustRoot::from_trusted_root_json(&std::fs::read("trusted_root.json")?)?;
+//! let ci = Authority::keyless(
+//!     "ci",
+//!     Identity {
+//!         subject: Matcher::regex(r"^https://github\.com/acme/", "subject")?,
+//!         issuer: Matcher::exact("https://token.actions.githubusercontent.com", "issuer")?,
+//!     },
+//!     TransparencyLog::Optional,
+//!     root.clone(),
+//! )?;
+//! // Per image, everything fetched: the bundle layers of its referrers (chosen with
+//! // `signature::is_bundle_media_type`) as `Material::Bundle`, every layer of its
+//! // `.sig` and `.att` manifests as `Material::Legacy`. Then, in `spawn_blocking`:
+//! let materials: Vec<Material> = Vec::new();
+//! let subject = Subject::image("ghcr.io/acme/app", &format!("sha256:{}", "0".repeat(64)))?;
 //! let report = signature::verify(&subject, &materials, &[ci], &Options::default())?;
-//! if report.signature_verified("ci") { /* signed */ }
-//! for st in report.attestations("ci", "https://slsa.dev/provenance/v1") { /* st.predicate */ }
-//! if let Some((origin, failure)) = report.best_failure("ci") { /* failure.message */ }
+//! if report.signature_verified("ci") { /* signed by ci */ }
+//! for statement in report.attestations("ci", "https://slsa.dev/provenance/v1") {
+//!     let _predicate = &statement.predicate; // judged by the engine
+//! }
+//! if let Some((origin, failure)) = report.best_failure("ci") {
+//!     println!("{origin}: {failure}"); // failure.kind for the engine, the message for users
+//! }
+//! # Ok(())
+//! # }
 //! ```
 
 mod authority;
@@ -111,3 +126,13 @@ pub use report::{
 };
 pub use trust::{TrustRoot, TrustRootPem};
 pub use verify::{Options, Subject, normalize_repository, verify};
+
+// Trust roots and authorities are built once and shared by concurrent admissions;
+// reports are cached. All of them cross threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<TrustRoot>();
+    shared::<Authority>();
+    shared::<Material>();
+    shared::<Report>();
+};

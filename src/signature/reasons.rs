@@ -25,7 +25,8 @@ pub(super) fn tampered_keyless() -> Failure {
 
 /// A signature that does not verify with the authority's key: another key made it
 /// (when the material says which key: the bundle's key hint or the logged key), or
-/// the content was changed after signing.
+/// the content was changed after signing. The hint and the logged key are not
+/// authenticated here; they only choose the words of a refusal.
 pub(super) fn key_signature_failure(bundle: &Bundle, key: &PublicKey) -> Failure {
     let hint = match &bundle.verification_material.content {
         VerificationMaterialContent::PublicKey(p) if !p.hint.is_empty() => Some(p.hint.clone()),

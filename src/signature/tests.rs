@@ -418,6 +418,30 @@ fn cases() -> Vec<Case> {
                 ann.push(("dev.sigstore.cosign/bundle".into(), e.cosign_annotation()));
                 legacy(t::att_layer(&env, ann), LegacyKind::Attestation)
             }], ci(), Failed(F::NotSupported, "intoto 0.0.1")),
+        // RFC 3161 timestamps from the legacy annotation are checked, never skipped.
+        case("keyless .sig with a timestamp no TSA of the trust root signed", vec![{
+                let l = leaf(&spec);
+                let sig = l.key.sign(&payload());
+                let e = w.rekor.log(Rekor::hashedrekord_body(&sig, &l.pem(), &t::sha256(&payload())), t::MARCH_2024_NOON, 4, 0);
+                let mut ann = t::cert_annotations(&l, &w.fulcio);
+                ann.push(("dev.sigstore.cosign/bundle".into(), e.cosign_annotation()));
+                ann.push(("dev.sigstore.cosign/rfc3161timestamp".into(), json!({"SignedRFC3161Timestamp": t::b64(b"not a timestamp token")}).to_string()));
+                legacy(t::sig_layer(&payload(), &sig, ann), LegacyKind::Signature)
+            }], ci(), Failed(F::TimestampInvalid, "RFC 3161")),
+        case("key .sig with a timestamp, no trust root: a key needs no time", vec![{
+                let sig = w.p256.sign(&payload());
+                let ts = json!({"SignedRFC3161Timestamp": t::b64(b"not a timestamp token")}).to_string();
+                legacy(t::sig_layer(&payload(), &sig, vec![("dev.sigstore.cosign/rfc3161timestamp".into(), ts)]), LegacyKind::Signature)
+            }], key_authority(&w.p256, Optional, None), Verified(Signature)),
+        case("key .sig with a timestamp, trust root without TSA: ignored", vec![{
+                let sig = w.p256.sign(&payload());
+                let ts = json!({"SignedRFC3161Timestamp": t::b64(b"not a timestamp token")}).to_string();
+                legacy(t::sig_layer(&payload(), &sig, vec![("dev.sigstore.cosign/rfc3161timestamp".into(), ts)]), LegacyKind::Signature)
+            }], key_authority(&w.p256, Optional, Some(w.root.clone())), Verified(Signature)),
+        case("malformed timestamp annotation", vec![{
+                let sig = w.p256.sign(&payload());
+                legacy(t::sig_layer(&payload(), &sig, vec![("dev.sigstore.cosign/rfc3161timestamp".into(), "{".into())]), LegacyKind::Signature)
+            }], key_authority(&w.p256, Optional, None), Failed(F::Malformed, "rfc3161timestamp")),
         case("key .att, second of two signatures is the authority's", vec![{
                 let sigs = vec![w.p256_other.sign(&t::pae(t::IN_TOTO, &statement)), w.p256.sign(&t::pae(t::IN_TOTO, &statement))];
                 legacy(t::att_layer(&t::envelope(t::IN_TOTO, &statement, &sigs), vec![]), LegacyKind::Attestation)

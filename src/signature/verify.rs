@@ -685,9 +685,10 @@ fn verify_with_key(
             ),
         ));
     }
-    if root.is_none() {
+    if root.is_none_or(|r| !r.has_tsa()) {
         // Timestamps prove when a signature was made; a key has no validity window
         // for them to prove anything about, and there is no TSA to check them with.
+        // With TSAs in the trust root, a timestamp that is present must verify.
         bundle
             .verification_material
             .timestamp_verification_data
@@ -697,7 +698,12 @@ fn verify_with_key(
     let mut log = None;
     let mut times = Vec::new();
     if has_entries || has_timestamps(&bundle) {
-        let root = root.expect("checked above");
+        let Some(root) = root else {
+            return Err(Failure::new(
+                FailureKind::Internal,
+                "a log entry or timestamp to check and no trust root",
+            ));
+        };
         if matches!(
             scheme,
             SigningScheme::RsaPssSha256 | SigningScheme::RsaPssSha384 | SigningScheme::RsaPssSha512
