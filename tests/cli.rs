@@ -295,6 +295,32 @@ fn policy_validate_prints_every_error_and_exits_non_zero() {
     );
 }
 
+/// Patterns that silently meant something else, or nothing, are load-time errors
+/// with file, line, field and what to write.
+#[test]
+fn policy_validate_refuses_bare_hosts_and_patterns_that_match_nothing() {
+    let f = Fixture::new();
+    let bad = f.write(
+        "hosts.yaml",
+        &policy(
+            "hosts",
+            "blockedImages: ['ghcr.io']\nexcludeImages: ['localhost:5000']\nregistries:\n  allow: ['\\\\']",
+        ),
+    );
+    let out = run(&["policy", "validate", &bad], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for fragment in [
+        "3 errors in the policy files",
+        "hosts.yaml:6: spec.blockedImages[0]: `ghcr.io` is read as a Docker Hub image (docker.io/library/...), not as a registry: write `ghcr.io/**`",
+        "hosts.yaml:7: spec.excludeImages[0]: `localhost:5000` is read as a Docker Hub image (docker.io/library/...), not as a registry: write `localhost:5000/**`",
+        "hosts.yaml:9: spec.registries.allow[0]: ",
+        "a backslash never appears in an image name",
+    ] {
+        assert!(err.contains(fragment), "{err}\nlacks: {fragment}");
+    }
+}
+
 #[test]
 fn the_committed_json_schema_is_current() {
     let out = run(&["policy", "schema"], None);

@@ -267,7 +267,9 @@ async fn multi_platform_images_resolve_to_the_index_digest_with_the_full_accept_
         let image = registry.reference(repo);
         let facts = gate.facts(&image).await;
         match &facts.images[&image] {
-            ImageFacts::Found { digest, manifest } => {
+            ImageFacts::Found {
+                digest, manifest, ..
+            } => {
                 // Not the amd64 child (Docker v2 only), not a schema1 rewrite (no Accept).
                 assert_eq!(digest, &index, "{format:?}");
                 assert!(!children.contains(digest));
@@ -324,6 +326,73 @@ async fn manifest_unknown_and_connection_refused_and_dns() {
             assert!(msg.contains(&f), "{image}: {msg}\nlacks {f}");
         }
     }
+}
+
+/// An IPv6 literal host reaches the registry client whole: `[::1]:PORT/...` is looked
+/// up on a real registry listening on the IPv6 loopback only; its other spellings are
+/// refused before any request; a port nobody listens on is a refused connection.
+#[tokio::test]
+async fn ipv6_hosts_are_looked_up_on_the_ipv6_loopback() {
+    let registry = Registry::start_ipv6(Kind::Plain).await;
+    let host = registry.host();
+    assert_eq!(host, format!("[::1]:{}", registry.port()));
+    let digest = images::push_amd64(&registry, "team/app:v1").await;
+    let gate = Gate::simple(vec![
+        settings_for(&registry, false),
+        RegistrySettings {
+            host: "[::1]:9".into(),
+            insecure: true,
+            ca_pem: None,
+        },
+    ]);
+    let image = registry.reference("team/app:v1");
+    registry.reset_counts();
+    let (d, _) = gate.admit(&pod(&[&image], None)).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert_eq!(registry.count("HEAD", "/v2/team/app/manifests/v1"), 1);
+    let facts = gate.facts(&image).await;
+    assert!(matches!(&facts.images[&image], ImageFacts::Found { digest: d, .. } if *d == digest));
+
+    // (image, fragments of the message); none of them reaches the registry.
+    registry.reset_counts();
+    let port = registry.port();
+    let table: Vec<(String, Vec<String>)> = vec![
+        (
+            registry.reference("team/app:v2"),
+            vec![format!(
+                "manifest unknown: {host} has no {host}/team/app:v2"
+            )],
+        ),
+        (
+            format!("[0:0:0:0:0:0:0:1]:{port}/team/app:v1"),
+            vec!["write the IPv6 address in its canonical form, `[::1]`".into()],
+        ),
+        (
+            format!("[::1]:0{port}/team/app:v1"),
+            vec![format!("has a leading zero: write `{port}`")],
+        ),
+        (
+            "[::1]:9/team/app:v1".into(),
+            vec!["connection refused: nothing answers at [::1]:9".into()],
+        ),
+    ];
+    for (image, fragments) in table {
+        let msg = gate.deny(&image).await;
+        for f in fragments {
+            assert!(msg.contains(&f), "{image}: {msg}\nlacks {f}");
+        }
+    }
+    // Only the missing tag was asked for; the other spellings never left imagegate.
+    let requests = registry.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|(_, uri)| uri == "/v2/team/app/manifests/v2")
+            && requests
+                .iter()
+                .all(|(_, uri)| uri == "/v2/" || uri == "/v2/team/app/manifests/v2"),
+        "{requests:?}"
+    );
 }
 
 #[tokio::test]
@@ -650,4 +719,78 @@ async fn redirecting_registry(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr.to_string(), seen, count)
+}
+
+/// The attack of issue 6: `nginx:1.25@<digest of 1.14.2>` against a policy that blocks
+/// `nginx:1.14.*`. The node pulls the digest; the tag beside it counts only when the
+/// registry says it points there, and the denial names both digests.
+#[tokio::test]
+async fn a_tag_beside_a_digest_counts_only_when_it_points_to_that_digest() {
+    let registry = Registry::start(Kind::Plain).await;
+    let (client, auth) = (images::client(&registry), images::auth(&registry));
+    let push = |tag: &'static str, platform: &'static str| {
+        let reference = images::reference(&registry, &format!("team/nginx:{tag}"));
+        let (client, auth) = (&client, &auth);
+        async move {
+            images::push_single(client, auth, &reference, platform, Format::Oci)
+                .await
+                .unwrap()
+        }
+    };
+    let old = push("1.14.2", "linux/amd64").await;
+    let new = push("1.25", "linux/arm64").await;
+    assert_ne!(old, new);
+    let host = registry.host();
+    let policy = format!(
+        "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: versions}}\nspec:\n  preflight: true\n  blockedImages: [\"{host}/team/nginx:1.14.*\"]\n"
+    );
+    let gate = Gate::new(
+        &policy,
+        vec![settings_for(&registry, false)],
+        None,
+        InspectorConfig::default(),
+    );
+    // The decorative tag: denied, naming where the tag points and what is pulled.
+    let attack = registry.reference(&format!("team/nginx:1.25@{old}"));
+    let msg = gate.deny(&attack).await;
+    assert!(
+        msg.contains(&format!(
+            "tag \"1.25\" points to {new} in the registry, not to {old}"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("[policy versions, rule blockedImages]"),
+        "{msg}"
+    );
+    // The honest spellings: the tag that points to the digest is admitted, the
+    // blocked one is denied without asking the registry about it.
+    let honest = registry.reference(&format!("team/nginx:1.25@{new}"));
+    let (d, _) = gate.admit(&pod(&[&honest], None)).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    registry.reset_counts();
+    let blocked = registry.reference(&format!("team/nginx:1.14.2@{old}"));
+    let msg = gate.deny(&blocked).await;
+    assert!(msg.contains("is blocked (pattern"), "{msg}");
+    assert_eq!(registry.count("HEAD", "/manifests/"), 0, "refused by name");
+    // A digest that does not exist fails the pre-flight whatever the tag says.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let msg = gate
+        .deny(&registry.reference(&format!("team/nginx:1.25@{missing}")))
+        .await;
+    assert!(msg.contains("manifest unknown"), "{msg}");
+    // The pinned form the mutating webhook writes is answered from the cache.
+    let tag_only = registry.reference("team/nginx:1.25");
+    let (d, _) = gate.admit(&pod(&[&tag_only], None)).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    registry.reset_counts();
+    let (d, _) = gate
+        .admit(&pod(&[&format!("{tag_only}@{new}")], None))
+        .await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert_eq!(
+        registry.count("HEAD", "/manifests/"),
+        0,
+        "pinned form cached"
+    );
 }

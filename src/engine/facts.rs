@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::governs;
+use super::{Version, governs};
 use crate::admission::Workload;
 use crate::platform::Platform;
 use crate::policy::{Mode, PolicySet};
@@ -23,11 +23,25 @@ pub struct Facts {
 pub enum ImageFacts {
     Found {
         /// The digest the reference points to (the index digest when multi-platform).
+        /// For a reference with a digest, that digest, checked to exist.
         digest: String,
+        /// For a reference with both a tag and a digest: where the tag points now.
+        tag_check: Option<TagCheck>,
         /// Platforms, when they were needed.
         manifest: Option<ManifestFacts>,
     },
     Failed(LookupFailure),
+}
+
+/// Where the tag of a `repo:tag@digest` reference points in the registry now. The
+/// runtime pulls the digest and ignores the tag; only a tag that points to that
+/// digest tells which version runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagCheck {
+    /// The tag resolves to this digest.
+    PointsTo(String),
+    /// The tag could not be resolved (the message says why).
+    Unresolved(String),
 }
 
 /// A lookup that failed, with the message a user acts on.
@@ -69,16 +83,19 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         };
         // An image an Enforce policy refuses on its name alone is never looked up:
         // a pod's image must not make imagegate reach hosts the policy forbids.
+        // Before any lookup a tag beside a digest is unchecked: govern as widely as
+        // the unknown version allows, and skip only what no lookup could admit.
+        let version = Version::of(&image, None);
         let refused = policies.policies.iter().any(|p| {
             p.mode == Mode::Enforce
                 && p.applies_to_namespace(&workload.namespace)
-                && governs(p, &image)
+                && governs(p, &image, &version)
                 && super::rules::refuses_by_name(p, &image)
         });
         if refused {
             continue;
         }
-        for policy in applicable.iter().filter(|p| governs(p, &image)) {
+        for policy in applicable.iter().filter(|p| governs(p, &image, &version)) {
             let platforms = policy.architectures.is_some();
             let entry = needs.images.entry(container.image.clone()).or_insert(false);
             *entry |= platforms;

@@ -10,10 +10,13 @@ mod registry_rules;
 mod rules;
 
 use crate::admission::{ContainerImage, Workload};
+use crate::matching::{IfUnknown, Tag};
 use crate::policy::{Mode, Policy, PolicySet};
 use crate::reference::ImageRef;
 
-pub use facts::{Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, needs};
+pub use facts::{
+    Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, TagCheck, needs,
+};
 pub use rules::Rule;
 
 /// One rule one container's image breaks.
@@ -124,7 +127,8 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         let image = match ImageRef::parse_cached(&container.image) {
             Ok(image) => image,
             Err(e) => {
-                // The pod would end in InvalidImageName whatever the policies say.
+                // The pod would end in InvalidImageName whatever the policies say, or
+                // the reference is one imagegate refuses on purpose (an image ID).
                 decision.violations.push(Violation {
                     policy: BUILTIN_POLICY.into(),
                     mode: Mode::Enforce,
@@ -135,18 +139,20 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
                 continue;
             }
         };
+        let version = Version::of(&image, facts.images.get(&container.image));
         let mut pinned = false;
         for policy in &applicable {
-            if !governs(policy, &image) {
+            if !governs(policy, &image, &version) {
                 continue;
             }
-            let mut found = rules::check(policy, &image);
+            let mut found = rules::check(policy, &image, &version);
             if policy.needs_registry() {
                 let ctx = registry_rules::Context {
                     policy,
                     workload,
                     container,
                     image: &image,
+                    version: &version,
                     facts,
                 };
                 found.extend(registry_rules::check(
@@ -184,9 +190,63 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
     decision
 }
 
-/// Whether `policy` governs `image`.
-fn governs(policy: &Policy, image: &ImageRef) -> bool {
-    policy.images.matches(image) && !policy.exclude_images.matches(image)
+/// Whether `policy` governs `image`. An unknown version is governed (fail closed):
+/// `images: [nginx:1.*]` governs `nginx@sha256:...`, `excludeImages: [nginx:1.*]`
+/// does not exempt it.
+fn governs(policy: &Policy, image: &ImageRef, version: &Version<'_>) -> bool {
+    policy.images.matches(image, version.tag, IfUnknown::Match)
+        && !policy
+            .exclude_images
+            .matches(image, version.tag, IfUnknown::NoMatch)
+}
+
+/// What is known of the version a container runs, for the rules that read a tag.
+///
+/// The runtime pulls the digest of `repo:tag@sha256:...` and ignores the tag. So the
+/// tag counts only when the registry says it points to that digest now; otherwise
+/// the version is unknown, and tag-scoped rules fail closed (see [`Tag`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Version<'a> {
+    pub tag: Tag<'a>,
+    /// Why the version is unknown, for messages; `None` when it is known.
+    pub unknown: Option<String>,
+}
+
+impl<'a> Version<'a> {
+    pub(crate) fn of(image: &'a ImageRef, facts: Option<&ImageFacts>) -> Self {
+        let known = |tag| Version {
+            tag: Tag::Known(tag),
+            unknown: None,
+        };
+        let unknown = |why: String| Version {
+            tag: Tag::Unknown,
+            unknown: Some(why),
+        };
+        let Some(digest) = image.digest() else {
+            return known(image.tag().unwrap_or(crate::reference::IMPLICIT_TAG));
+        };
+        let Some(tag) = image.tag() else {
+            return unknown(
+                "the reference names only a digest, so its version is unknown; write the tag beside it (repo:TAG@sha256:...) and turn on preflight, so that imagegate can check that the tag points to this digest".into(),
+            );
+        };
+        let check = match facts {
+            Some(ImageFacts::Found { tag_check, .. }) => tag_check.as_ref(),
+            _ => None,
+        };
+        match check {
+            Some(TagCheck::PointsTo(d)) if d == digest => known(tag),
+            Some(TagCheck::PointsTo(d)) => unknown(format!(
+                "tag \"{tag}\" points to {d} in the registry, not to {digest}, which the image names and the node pulls; the tag was moved, so it does not tell which version {digest} is"
+            )),
+            Some(TagCheck::Unresolved(why)) => unknown(format!(
+                "tag \"{tag}\" beside the digest could not be checked ({why})"
+            )),
+            None => unknown(format!(
+                "the node pulls the digest and ignores tag \"{tag}\" beside it, and nothing checked that the tag points to that digest; turn on preflight in the policy so that imagegate checks it"
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

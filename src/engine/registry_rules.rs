@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Decision, Facts, ImageFacts, Rule, Violation};
 use crate::admission::{ContainerImage, Workload};
+use crate::matching::IfUnknown;
 use crate::platform::{self, ARCH_LABEL, Platform};
 use crate::policy::compile::Architectures;
 use crate::policy::spec::{ArchMismatchAction, RegistryErrorAction};
@@ -20,6 +21,7 @@ pub(super) struct Context<'a> {
     pub workload: &'a Workload,
     pub container: &'a ContainerImage,
     pub image: &'a ImageRef,
+    pub version: &'a super::Version<'a>,
     pub facts: &'a Facts,
 }
 
@@ -63,12 +65,16 @@ pub(super) fn check(
                 ));
             }
         }
-        ImageFacts::Found { digest, manifest } => {
+        ImageFacts::Found {
+            digest, manifest, ..
+        } => {
             if policy.pin_digests
                 && !*pinned
                 && ctx.image.digest().is_none()
                 && policy.pin_digests_on.contains(&ctx.workload.kind)
-                && !policy.skip_pinning.matches(ctx.image)
+                && !policy
+                    .skip_pinning
+                    .matches(ctx.image, ctx.version.tag, IfUnknown::NoMatch)
             {
                 // Keep the tag, and write the implied `latest` out: the tag rules
                 // still judge `repo:latest@sha256:...` after the pin.

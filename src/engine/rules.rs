@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::Version;
+use crate::matching::{IfUnknown, Tag};
 use crate::policy::Policy;
 use crate::reference::{IMPLICIT_TAG, ImageRef, ReferenceError};
 
@@ -43,20 +45,35 @@ impl fmt::Display for Rule {
 }
 
 pub(super) fn invalid_reference(e: &ReferenceError) -> String {
-    format!("not a valid image reference: {e}; the pod would fail with InvalidImageName")
+    if e.runtime_refuses() {
+        format!("not a valid image reference: {e}; the pod would fail with InvalidImageName")
+    } else {
+        format!("image reference refused: {e}")
+    }
 }
 
 /// Whether `policy` refuses `image` for where it comes from (its registry or name),
-/// before anything is asked of a registry.
+/// whatever a lookup could say: such an image is never looked up. A tag beside a
+/// digest is taken as written here, as if a lookup confirmed it.
 pub(super) fn refuses_by_name(policy: &Policy, image: &ImageRef) -> bool {
-    (!policy.registries_allow.is_empty() && !policy.registries_allow.matches(image))
-        || policy.blocked_images.matches(image)
+    let written = match image.tag() {
+        Some(tag) => Tag::Known(tag),
+        None => Tag::Unknown,
+    };
+    (!policy.registries_allow.is_empty() && !policy.registries_allow.matches_registry(image))
+        || policy
+            .blocked_images
+            .matches(image, written, IfUnknown::NoMatch)
 }
 
 /// Every static rule of `policy` that `image` breaks.
-pub(super) fn check(policy: &Policy, image: &ImageRef) -> Vec<(Rule, String)> {
+pub(super) fn check(
+    policy: &Policy,
+    image: &ImageRef,
+    version: &Version<'_>,
+) -> Vec<(Rule, String)> {
     let mut out = Vec::new();
-    if !policy.registries_allow.is_empty() && !policy.registries_allow.matches(image) {
+    if !policy.registries_allow.is_empty() && !policy.registries_allow.matches_registry(image) {
         out.push((
             Rule::RegistriesAllow,
             format!(
@@ -66,11 +83,26 @@ pub(super) fn check(policy: &Policy, image: &ImageRef) -> Vec<(Rule, String)> {
             ),
         ));
     }
-    if let Some(p) = policy.blocked_images.first_match(image) {
+    // The tag as written first: when it is blocked, the image is blocked whether or
+    // not the tag is checked. Then the version as known, failing closed.
+    let as_written = image.tag().and_then(|t| {
+        policy
+            .blocked_images
+            .first_match(image, Tag::Known(t), IfUnknown::NoMatch)
+    });
+    if let Some(p) = as_written.or_else(|| {
+        policy
+            .blocked_images
+            .first_match(image, version.tag, IfUnknown::Match)
+    }) {
+        let unknown = match (&version.unknown, p.has_tag(), as_written.is_some()) {
+            (Some(why), true, false) => format!(" unless its version is known, and {why}"),
+            _ => String::new(),
+        };
         out.push((
             Rule::BlockedImages,
             format!(
-                "{} is blocked (pattern \"{}\"); use another image or version",
+                "{} is blocked (pattern \"{}\"){unknown}; use another image or version",
                 image.name(),
                 p.source()
             ),
@@ -86,29 +118,41 @@ pub(super) fn check(policy: &Policy, image: &ImageRef) -> Vec<(Rule, String)> {
             ),
         ));
     }
-    if let Some(tag) = image.tag() {
-        if let Some((pattern, _)) = policy.tags_forbid.iter().find(|(_, m)| m.is_match(tag)) {
-            let what = if image.is_implicit_latest() {
-                format!("no tag means \"{IMPLICIT_TAG}\", which is forbidden")
-            } else {
-                format!("tag \"{tag}\" is forbidden (pattern \"{pattern}\")")
-            };
-            out.push((
-                Rule::TagsForbid,
-                format!(
-                    "{what}: a mutable tag lets nodes run different code under one name; use a release tag or a digest"
-                ),
-            ));
-        }
-        if !policy.tags_allow.is_empty() && !policy.tags_allow.iter().any(|re| re.is_match(tag)) {
-            let allowed: Vec<&str> = policy.tags_allow.iter().map(|re| re.as_str()).collect();
-            out.push((
+    // A forbidden tag is judged as written, even beside a digest: imagegate pins
+    // `nginx` as `nginx:latest@sha256:...`, and that must stay forbidden.
+    if let Some(tag) = image.tag()
+        && let Some((pattern, _)) = policy.tags_forbid.iter().find(|(_, m)| m.is_match(tag))
+    {
+        let what = if image.is_implicit_latest() {
+            format!("no tag means \"{IMPLICIT_TAG}\", which is forbidden")
+        } else {
+            format!("tag \"{tag}\" is forbidden (pattern \"{pattern}\")")
+        };
+        out.push((
+            Rule::TagsForbid,
+            format!(
+                "{what}: a mutable tag lets nodes run different code under one name; use a release tag or a digest"
+            ),
+        ));
+    }
+    if !policy.tags_allow.is_empty() {
+        let allowed: Vec<&str> = policy.tags_allow.iter().map(|re| re.as_str()).collect();
+        let allowed = allowed.join(", ");
+        match (version.tag, &version.unknown) {
+            (Tag::Known(tag), _) if policy.tags_allow.iter().any(|re| re.is_match(tag)) => {}
+            (Tag::Known(tag), _) => out.push((
                 Rule::TagsAllow,
                 format!(
-                    "tag \"{tag}\" matches none of the allowed tag patterns ({}); use a release tag",
-                    allowed.join(", ")
+                    "tag \"{tag}\" matches none of the allowed tag patterns ({allowed}); use a release tag"
                 ),
-            ));
+            )),
+            (Tag::Unknown, why) => out.push((
+                Rule::TagsAllow,
+                format!(
+                    "the version must match one of the allowed tag patterns ({allowed}), and {}",
+                    why.as_deref().unwrap_or("it is unknown")
+                ),
+            )),
         }
     }
     out

@@ -143,11 +143,13 @@ fn each_rule_and_each_mode() {
             vec![],
             pairs(&[("digests", "tags.requireDigest")]),
         ),
-        ("prod-eu", digest, vec![], vec![]),
+        // A tag beside a digest is unchecked without preflight, and a digest alone
+        // names no version: the allow-list cannot be satisfied by either.
+        ("prod-eu", digest, pairs(&[("tags", "tags.allow")]), vec![]),
         (
             "prod-eu",
             format!("harbor.example.com/app/web@{D}"),
-            vec![],
+            pairs(&[("tags", "tags.allow")]),
             vec![],
         ),
         (
@@ -212,6 +214,27 @@ fn messages_tell_the_user_what_to_do() {
             "dev",
             "Harbor.example.com/App",
             &["repository name must be lowercase", "InvalidImageName"],
+        ),
+        (
+            "dev",
+            "INDEX.DOCKER.IO/library/vulnerable-image:2",
+            &["docker.io/library/vulnerable-image is blocked (pattern \"vulnerable-image:*\")"],
+        ),
+        (
+            "dev",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            &[
+                "image reference refused: this is an image ID",
+                "name the image as `registry/repository@sha256:<digest>`",
+            ],
+        ),
+        (
+            "dev",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            &[
+                "not a valid image reference: this is an image ID",
+                "InvalidImageName",
+            ],
         ),
     ];
     for (ns, image, fragments) in table {
@@ -370,6 +393,7 @@ spec:
         facts.images.insert(
             image.into(),
             ImageFacts::Found {
+                tag_check: None,
                 digest: D.into(),
                 manifest,
             },
@@ -711,5 +735,259 @@ spec:
             )
             .is_empty()
         );
+    }
+}
+
+/// A tag written beside a digest: the node pulls the digest and ignores the tag, so
+/// no tag-scoped rule may be satisfied (or escaped) by a tag nobody checked.
+mod tag_beside_digest {
+    use super::*;
+    use crate::engine::{ImageFacts, TagCheck, needs};
+    use std::collections::BTreeMap;
+
+    const VERSION_POLICIES: &str = r#"
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: blocked}
+spec:
+  blockedImages: ["vulnerable-image:*", "nginx:1.14.*"]
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: releases}
+spec:
+  namespaces: [prod]
+  images: ["harbor.example.com/**"]
+  excludeImages: ["harbor.example.com/tools/debug:1.0"]
+  tags:
+    allow: ['^v\d+\.\d+\.\d+$']
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: checked}
+spec:
+  namespaces: [checked]
+  preflight: true
+  blockedImages: ["nginx:1.14.*"]
+  tags:
+    allow: ['^1\.\d+$', '^v\d+\.\d+\.\d+$']
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: scoped}
+spec:
+  namespaces: [scoped]
+  images: ["nginx:1.14.*"]
+  registries: {allow: [harbor.example.com]}
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: mutable}
+spec:
+  namespaces: [mutable]
+  preflight: true
+  tags: {forbid: [latest]}
+"#;
+
+    /// The digest of 1.14.2 in the attack; another digest for "the tag moved".
+    const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const NEW: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn policies() -> PolicySet {
+        PolicySet::compile(&load_sources(&[("v.yaml", VERSION_POLICIES)])).unwrap()
+    }
+
+    fn with_tag(image: &str, check: Option<TagCheck>) -> Facts {
+        let mut facts = Facts::default();
+        let digest = image.rsplit_once('@').map(|(_, d)| d).unwrap_or(OLD);
+        facts.images.insert(
+            image.into(),
+            ImageFacts::Found {
+                digest: digest.into(),
+                tag_check: check,
+                manifest: None,
+            },
+        );
+        facts
+    }
+
+    #[test]
+    fn each_attack_is_denied_and_each_checked_tag_counts() {
+        let points = |d: &str| Some(TagCheck::PointsTo(d.into()));
+        let unresolved = Some(TagCheck::Unresolved("harbor.example.com has no tag".into()));
+        // (namespace, image, facts (None: offline), denied by, message fragment)
+        type Case = (
+            &'static str,
+            String,
+            Option<Facts>,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+        );
+        let table: Vec<Case> = vec![
+            // The README's own example: a digest of a blocked repository.
+            (
+                "dev",
+                format!("vulnerable-image@{OLD}"),
+                None,
+                vec![("blocked", "blockedImages")],
+                "blocked (pattern \"vulnerable-image:*\") unless its version is known, and the reference names only a digest",
+            ),
+            // A decorative tag beside the digest of a blocked version, offline.
+            (
+                "dev",
+                format!("nginx:1.25@{OLD}"),
+                None,
+                vec![("blocked", "blockedImages")],
+                "nothing checked that the tag points to that digest; turn on preflight",
+            ),
+            // The blocked version written as the tag: blocked whatever is checked.
+            (
+                "dev",
+                format!("nginx:1.14.2@{OLD}"),
+                None,
+                vec![("blocked", "blockedImages")],
+                "docker.io/library/nginx is blocked (pattern \"nginx:1.14.*\"); use",
+            ),
+            // With preflight: the tag points elsewhere, both digests are named.
+            (
+                "checked",
+                format!("nginx:1.25@{OLD}"),
+                Some(with_tag(&format!("nginx:1.25@{OLD}"), points(NEW))),
+                vec![
+                    ("blocked", "blockedImages"),
+                    ("checked", "blockedImages"),
+                    ("checked", "tags.allow"),
+                ],
+                "tag \"1.25\" points to sha256:2222222222222222222222222222222222222222222222222222222222222222 in the registry, not to sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            ),
+            // The tag could not be resolved: still unknown.
+            (
+                "checked",
+                format!("nginx:1.25@{OLD}"),
+                Some(with_tag(&format!("nginx:1.25@{OLD}"), unresolved.clone())),
+                vec![
+                    ("blocked", "blockedImages"),
+                    ("checked", "blockedImages"),
+                    ("checked", "tags.allow"),
+                ],
+                "beside the digest could not be checked (harbor.example.com has no tag)",
+            ),
+            // tags.allow: a decorative release tag unchecked, and a digest alone.
+            (
+                "prod",
+                format!("harbor.example.com/app/web:v1.2.3@{OLD}"),
+                None,
+                vec![("releases", "tags.allow")],
+                "the version must match one of the allowed tag patterns (^v\\d+\\.\\d+\\.\\d+$), and the node pulls the digest",
+            ),
+            (
+                "prod",
+                format!("harbor.example.com/app/web@{OLD}"),
+                None,
+                vec![("releases", "tags.allow")],
+                "the reference names only a digest",
+            ),
+            (
+                "prod",
+                format!("harbor.example.com/app/web:v1.2.3@{OLD}"),
+                Some(with_tag(
+                    &format!("harbor.example.com/app/web:v1.2.3@{OLD}"),
+                    points(NEW),
+                )),
+                vec![("releases", "tags.allow")],
+                "the tag was moved",
+            ),
+            // A tag-scoped exclusion does not exempt an unchecked version.
+            (
+                "prod",
+                format!("harbor.example.com/tools/debug:1.0@{OLD}"),
+                None,
+                vec![("releases", "tags.allow")],
+                "the node pulls the digest and ignores tag \"1.0\"",
+            ),
+            // A tag-scoped `images` governs an unknown version, not a known other one.
+            (
+                "scoped",
+                format!("nginx@{OLD}"),
+                None,
+                vec![("blocked", "blockedImages"), ("scoped", "registries.allow")],
+                "registry \"docker.io\" is not allowed",
+            ),
+            ("scoped", "nginx:1.25".into(), None, vec![], ""),
+            // A forbidden tag stays forbidden beside a digest, checked or not
+            // (imagegate pins `nginx` as `nginx:latest@sha256:...`).
+            (
+                "mutable",
+                format!("nginx:latest@{OLD}"),
+                Some(with_tag(&format!("nginx:latest@{OLD}"), points(OLD))),
+                vec![("mutable", "tags.forbid")],
+                "tag \"latest\" is forbidden",
+            ),
+            // Checked tags count: each of these is admitted.
+            (
+                "checked",
+                format!("nginx:1.25@{OLD}"),
+                Some(with_tag(&format!("nginx:1.25@{OLD}"), points(OLD))),
+                vec![],
+                "",
+            ),
+            (
+                "prod",
+                format!("harbor.example.com/app/web:v1.2.3@{OLD}"),
+                Some(with_tag(
+                    &format!("harbor.example.com/app/web:v1.2.3@{OLD}"),
+                    points(OLD),
+                )),
+                vec![],
+                "",
+            ),
+            (
+                "prod",
+                format!("harbor.example.com/tools/debug:1.0@{OLD}"),
+                Some(with_tag(
+                    &format!("harbor.example.com/tools/debug:1.0@{OLD}"),
+                    points(OLD),
+                )),
+                vec![],
+                "",
+            ),
+            ("dev", "nginx:1.25".into(), None, vec![], ""),
+        ];
+        let policies = policies();
+        for (ns, image, facts, denied, fragment) in table {
+            let w = pod(ns, &image);
+            let d = decide(&policies, &w, &facts.unwrap_or_default());
+            assert_eq!(found(&d.violations), pairs(&denied), "{ns} {image}");
+            if !denied.is_empty() {
+                let msg = d.denial_message(&w);
+                assert!(
+                    msg.contains(fragment),
+                    "{ns} {image}: {msg}\nlacks {fragment}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_what_no_lookup_could_admit_is_left_unlooked() {
+        // (namespace, image, looked up?)
+        let table = [
+            // Blocked by the tag as written: denied whatever the registry says.
+            ("checked", format!("nginx:1.14.2@{OLD}"), false),
+            // A lookup could show the tag points to this digest: look it up.
+            ("checked", format!("nginx:1.25@{OLD}"), true),
+            ("checked", "nginx:1.25".to_string(), true),
+            ("mutable", format!("nginx:latest@{OLD}"), true),
+        ];
+        let policies = policies();
+        for (ns, image, looked_up) in table {
+            let n = needs(&policies, &pod(ns, &image));
+            let expected: BTreeMap<String, bool> = if looked_up {
+                [(image.clone(), false)].into()
+            } else {
+                BTreeMap::new()
+            };
+            assert_eq!(n.images, expected, "{ns} {image}");
+        }
     }
 }

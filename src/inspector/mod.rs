@@ -24,7 +24,7 @@ use moka::future::Cache;
 use crate::admission::Workload;
 use crate::cluster::Cluster;
 use crate::credentials::{Credential, DockerConfig, Keyring};
-use crate::engine::{Facts, ImageFacts, LookupFailure, Needs};
+use crate::engine::{Facts, ImageFacts, LookupFailure, Needs, TagCheck};
 use crate::reference::ImageRef;
 use crate::registry::{FailureKind, ManifestFacts, RegistryClient, RegistryError};
 
@@ -224,19 +224,42 @@ impl Inspector {
             .keyring
             .lookup(image.registry(), image.repository());
         let fingerprint = fingerprint(&candidates);
-        let key = TagKey {
-            image: image.to_string(),
-            credentials: fingerprint,
+        // `repo:tag@digest` is two facts: whether the digest (what the node pulls)
+        // exists, and where the tag points now (whether the tag says which version
+        // that digest is). Each is cached on its own key, shared with `repo@digest`
+        // and `repo:tag`.
+        let (resolved, tag_check) = match (image.tag(), image.digest()) {
+            (Some(tag), Some(digest)) => {
+                let by_digest = format!("{}@{digest}", image.name());
+                let by_tag = format!("{}:{tag}", image.name());
+                let (resolved, by_tag) = futures::join!(
+                    self.resolve_cached(&by_digest, &candidates, fingerprint),
+                    self.resolve_cached(&by_tag, &candidates, fingerprint),
+                );
+                let check = match by_tag {
+                    Ok(r) => TagCheck::PointsTo(r.digest.clone()),
+                    Err(refused) if refused.error.kind == FailureKind::ManifestUnknown => {
+                        TagCheck::Unresolved(format!("{} has no tag \"{tag}\"", image.registry()))
+                    }
+                    Err(refused) => TagCheck::Unresolved(format!(
+                        "the registry could not be asked: {}",
+                        refused.error.kind.as_str()
+                    )),
+                };
+                (resolved, Some(check))
+            }
+            _ => (
+                self.resolve_cached(&image.to_string(), &candidates, fingerprint)
+                    .await,
+                None,
+            ),
         };
-        let resolved = self
-            .tags
-            .get_with(key, self.resolve(&image, candidates))
-            .await;
-        if let (Ok(r), Some(tag), None) = (&resolved, image.tag(), image.digest()) {
+        if let (Ok(r), None) = (&resolved, image.digest()) {
             // The mutating webhook pins `repo:tag` to `repo:tag@digest`, and the
-            // validating webhook then asks about that form: answer it from here.
+            // validating webhook then asks about that form: the tag is cached, and
+            // this answers for the digest.
             let pinned = TagKey {
-                image: format!("{}:{tag}@{}", image.name(), r.digest),
+                image: format!("{}@{}", image.name(), r.digest),
                 credentials: fingerprint,
             };
             if !self.tags.contains_key(&pinned) {
@@ -257,6 +280,7 @@ impl Inspector {
         if !platforms {
             return ImageFacts::Found {
                 digest: resolved.digest.clone(),
+                tag_check,
                 manifest: None,
             };
         }
@@ -273,6 +297,7 @@ impl Inspector {
         match fetched {
             Ok(manifest) => ImageFacts::Found {
                 digest: resolved.digest.clone(),
+                tag_check,
                 manifest: Some(manifest.as_ref().clone()),
             },
             Err(e) => {
@@ -280,6 +305,33 @@ impl Inspector {
                 ImageFacts::Failed(messages::failure(&image, &e, &tried, credentials))
             }
         }
+    }
+
+    /// Resolves `reference` (a normalized reference) through the cache: one lookup
+    /// per reference and credential set, however many ask at once.
+    async fn resolve_cached(
+        &self,
+        reference: &str,
+        candidates: &[Credential],
+        fingerprint: u64,
+    ) -> TagResult {
+        let image = match ImageRef::parse_cached(reference) {
+            Ok(image) => image,
+            Err(e) => {
+                let error = RegistryError::new(FailureKind::Other, e.to_string());
+                return Err(Arc::new(Refused {
+                    error,
+                    tried: Vec::new(),
+                }));
+            }
+        };
+        let key = TagKey {
+            image: reference.to_string(),
+            credentials: fingerprint,
+        };
+        self.tags
+            .get_with(key, self.resolve(&image, candidates.to_vec()))
+            .await
     }
 
     /// Resolves the digest with each candidate credential in turn (anonymously when

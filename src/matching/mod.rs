@@ -8,7 +8,9 @@
 
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
-use crate::reference::{ImageRef, split_host};
+use crate::reference::{
+    ImageRef, ReferenceError, is_docker_hub_alias, normalize_host, without_default_port,
+};
 
 /// Why a pattern was refused. Each message says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +33,16 @@ pub enum PatternError {
     MatchesNothing(String),
     #[error("invalid glob: {0}")]
     Glob(String),
+    #[error(
+        "`{written}` is read as a Docker Hub image (docker.io/library/...), not as a registry: write `{registry}/**` for every image on that registry, or `docker.io/library/{written}` if you do mean the Docker Hub image"
+    )]
+    BareHost { written: String, registry: String },
+    #[error(
+        "`{first}` has capitals, so the runtime reads it as a registry host, not a Docker Hub namespace: write `{lower}` for the Docker Hub repository, or a registry host with a `.` or a port"
+    )]
+    UppercaseNamespace { first: String, lower: String },
+    #[error("`{glob}` can match no image: {reason}")]
+    Unmatchable { glob: String, reason: String },
 }
 
 /// What a pattern is written for: the grammar differs slightly.
@@ -77,6 +89,11 @@ impl ImagePattern {
     /// The normalized name glob (`docker.io/library/nginx`).
     pub fn normalized(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the pattern has a `:tag` part.
+    pub fn has_tag(&self) -> bool {
+        self.tag.is_some()
     }
 }
 
@@ -126,7 +143,13 @@ impl PatternSet {
     }
 
     /// The first pattern (in the order written) that matches the image, if any.
-    pub fn first_match(&self, image: &ImageRef) -> Option<&ImagePattern> {
+    /// A pattern's tag part is matched against `tag`; see [`Tag`] and [`IfUnknown`].
+    pub fn first_match(
+        &self,
+        image: &ImageRef,
+        tag: Tag<'_>,
+        if_unknown: IfUnknown,
+    ) -> Option<&ImagePattern> {
         if self.patterns.is_empty() {
             return None;
         }
@@ -134,19 +157,54 @@ impl PatternSet {
         hits.sort_unstable();
         hits.into_iter()
             .map(|i| &self.patterns[i])
-            .find(|p| match &p.tag {
-                None => true,
-                Some(tag) => image.tag().is_some_and(|t| tag.is_match(t)),
+            .find(|p| match (&p.tag, tag) {
+                (None, _) => true,
+                (Some(glob), Tag::Known(t)) => glob.is_match(t),
+                (Some(_), Tag::Unknown) => if_unknown == IfUnknown::Match,
             })
     }
 
-    pub fn matches(&self, image: &ImageRef) -> bool {
+    /// Whether a pattern matches the image; see [`PatternSet::first_match`].
+    pub fn matches(&self, image: &ImageRef, tag: Tag<'_>, if_unknown: IfUnknown) -> bool {
         if self.has_tags {
-            self.first_match(image).is_some()
+            self.first_match(image, tag, if_unknown).is_some()
         } else {
             self.names.is_match(image.name())
         }
     }
+
+    /// Whether a registry pattern (which never has a tag part) matches the image.
+    pub fn matches_registry(&self, image: &ImageRef) -> bool {
+        debug_assert!(!self.has_tags, "registry patterns have no tag part");
+        self.names.is_match(image.name())
+    }
+
+    /// Whether a pattern of the set has a tag part, so that the version matters.
+    pub fn has_tag_patterns(&self) -> bool {
+        self.has_tags
+    }
+}
+
+/// The version a pattern's `:tag` part is matched against.
+///
+/// The runtime pulls the digest of `repo:tag@sha256:...` and ignores the tag, so a
+/// tag written beside a digest says nothing about what runs unless it was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag<'a> {
+    /// The tag the runtime pulls (written, or the implied `latest`), or a tag that
+    /// was checked to point to the digest the reference names.
+    Known(&'a str),
+    /// The reference names a digest and no checked tag says which version it is.
+    Unknown,
+}
+
+/// How a pattern with a tag part treats [`Tag::Unknown`]. Always fail closed: a
+/// pattern that denies or governs (`blockedImages`, `images`) matches an unknown
+/// version; a pattern that exempts (`excludeImages`, `skipPinning`) does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfUnknown {
+    Match,
+    NoMatch,
 }
 
 /// Simple globs over one string with no segments (namespaces, tags).
@@ -231,45 +289,171 @@ fn normalize(source: &str, kind: PatternKind) -> Result<(String, Option<String>)
         return Err(PatternError::Digest(digest.to_string()));
     }
 
-    match kind {
+    let (host, path, tag) = match kind {
         PatternKind::Registry => {
-            let Some((host, path)) = source.split_once('/') else {
+            let (host, path) = match source.split_once('/') {
+                Some((host, path)) => (host, path),
                 // A bare host (with optional port) means every repository on it.
-                return Ok((format!("{}/**", fold_host(source)), None));
+                None => (source, "**"),
             };
             if let Some((_, tag)) = split_tag(path) {
                 return Err(PatternError::TagNotAllowed(tag.to_string()));
             }
-            Ok((format!("{}/{path}", fold_host(host)), None))
+            (Some(fold_host(host)?), path.to_string(), None)
         }
         PatternKind::Image => {
             let (name, tag) = match split_tag(source) {
                 Some((name, tag)) => (name, Some(tag.to_string())),
                 None => (source, None),
             };
+            if !name.contains('/') && is_host_like(name) {
+                // `ghcr.io` or `localhost:5000` read as an image are Docker Hub's
+                // `library/ghcr.io` and `library/localhost:5000`: never what was meant.
+                let registry = match &tag {
+                    Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                        format!("{name}:{port}")
+                    }
+                    _ => name.to_string(),
+                };
+                return Err(PatternError::BareHost {
+                    written: source.to_string(),
+                    registry,
+                });
+            }
             let first = name.split('/').next().unwrap_or_default();
-            let normalized = if first == "*" || first == "**" {
+            match name.split_once('/') {
                 // A wildcard in the registry position spans registries.
-                name.to_string()
-            } else {
-                match split_host(name) {
-                    (Some(host), path) => {
-                        let host = fold_host(host);
-                        if host == "docker.io" && is_single_segment(path) {
-                            format!("docker.io/library/{path}")
-                        } else {
-                            format!("{host}/{path}")
-                        }
-                    }
-                    (None, path) if is_single_segment(path) => {
-                        format!("docker.io/library/{path}")
-                    }
-                    (None, path) => format!("docker.io/{path}"),
+                _ if first == "*" || first == "**" => (None, name.to_string(), tag),
+                Some((first, rest)) if is_host_like(first) => {
+                    let host = fold_host(first)?;
+                    let path = if host == "docker.io" && is_single_segment(rest) {
+                        format!("library/{rest}")
+                    } else {
+                        rest.to_string()
+                    };
+                    (Some(host), path, tag)
                 }
-            };
-            Ok((normalized, tag))
+                Some((first, _)) if first.bytes().any(|b| b.is_ascii_uppercase()) => {
+                    return Err(PatternError::UppercaseNamespace {
+                        first: first.to_string(),
+                        lower: name.to_ascii_lowercase(),
+                    });
+                }
+                _ if is_single_segment(name) => {
+                    (Some("docker.io".into()), format!("library/{name}"), tag)
+                }
+                _ => (Some("docker.io".into()), name.to_string(), tag),
+            }
+        }
+    };
+    if let Some(host) = &host {
+        check_literals(host, true)?;
+    }
+    check_literals(&path, false)?;
+    if let Some(tag) = &tag {
+        check_tag_literals(tag)?;
+    }
+    let name = match host {
+        // An IPv6 literal is written in brackets, which a glob reads as a class.
+        Some(host) if host.starts_with('[') => {
+            format!("{}/{path}", host.replace('[', "\\[").replace(']', "\\]"))
+        }
+        Some(host) => format!("{host}/{path}"),
+        None => path,
+    };
+    Ok((name, tag))
+}
+
+/// The distribution rule for the first component of a name: a registry host when
+/// it has a `.` or a `:` (port), is an IPv6 literal, or is `localhost`.
+fn is_host_like(first: &str) -> bool {
+    first.contains('.')
+        || first.contains(':')
+        || first.starts_with('[')
+        || first.eq_ignore_ascii_case("localhost")
+}
+
+/// Refuses a name glob whose literal characters no normalized image name has: such
+/// a pattern silently matches nothing (a lone `\`, capitals in a repository, an
+/// empty path segment).
+fn check_literals(glob: &str, host: bool) -> Result<(), PatternError> {
+    let unmatchable = |reason: String| {
+        Err(PatternError::Unmatchable {
+            glob: glob.to_string(),
+            reason,
+        })
+    };
+    if !host && glob.split('/').any(str::is_empty) {
+        return unmatchable("it has an empty path segment (`//`)".into());
+    }
+    if host && glob.starts_with('[') {
+        // An IPv6 literal: hex digits and colons in brackets, then an optional port.
+        let ok = glob.find(']').is_some_and(|end| {
+            glob[1..end]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':')
+                && (glob.len() == end + 1
+                    || glob[end + 1..]
+                        .strip_prefix(':')
+                        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        });
+        return if ok {
+            Ok(())
+        } else {
+            unmatchable("it is not an IPv6 address in brackets with an optional port".into())
+        };
+    }
+    if host
+        && let Some((_, port)) = glob.split_once(':')
+        && !port
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'?' | b'[' | b']' | b'-'))
+    {
+        return unmatchable(format!("the port `{port}` is not a number"));
+    }
+    let mut in_class = false;
+    for c in glob.chars() {
+        match c {
+            _ if in_class => in_class = c != ']',
+            '[' => in_class = true,
+            '*' | '?' | '{' | '}' | ',' => {}
+            'a'..='z' | '0'..='9' | '.' | '_' | '-' | '/' => {}
+            ':' if host => {}
+            'A'..='Z' => {
+                return unmatchable(format!(
+                    "image names are lowercase; write `{}`",
+                    glob.to_ascii_lowercase()
+                ));
+            }
+            '\\' => {
+                return unmatchable(
+                    "a backslash never appears in an image name (nothing needs escaping)".into(),
+                );
+            }
+            _ => return unmatchable(format!("`{c}` never appears in an image name")),
         }
     }
+    Ok(())
+}
+
+/// Refuses a tag glob with characters no tag has (`[A-Za-z0-9_.-]`).
+fn check_tag_literals(tag: &str) -> Result<(), PatternError> {
+    let mut in_class = false;
+    for c in tag.chars() {
+        match c {
+            _ if in_class => in_class = c != ']',
+            '[' => in_class = true,
+            '*' | '?' | '{' | '}' | ',' => {}
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => {}
+            _ => {
+                return Err(PatternError::Unmatchable {
+                    glob: tag.to_string(),
+                    reason: format!("`{c}` never appears in a tag"),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `name:tag` when the last `:` comes after the last `/`.
@@ -285,12 +469,33 @@ fn is_single_segment(path: &str) -> bool {
     !path.contains('/') && !path.contains("**")
 }
 
-fn fold_host(host: &str) -> String {
+/// The host of a pattern as images name theirs (see `crate::reference`): lowercase,
+/// and Docker Hub by any of its names (`index.docker.io`, `registry-1.docker.io`,
+/// with or without `:443`) is `docker.io`. A host without glob characters, and every
+/// IPv6 literal, is checked as an image's is: another spelling of an address or a
+/// port (`[2001:db8:0::1]`, `:05000`) would match no image, since images must use
+/// the canonical one.
+fn fold_host(host: &str) -> Result<String, PatternError> {
+    if host.starts_with('[') || !host.contains(['*', '?', '[', ']', '{', '}', ',', '\\']) {
+        return normalize_host(host)
+            .map(|h| without_default_port(&h).to_string())
+            .map_err(|e| PatternError::Unmatchable {
+                glob: host.to_string(),
+                reason: match e {
+                    ReferenceError::Host(detail) => detail,
+                    e => e.to_string(),
+                },
+            });
+    }
     let host = host.to_ascii_lowercase();
-    if host == "index.docker.io" {
-        "docker.io".to_string()
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host.as_str(), None),
+    };
+    if is_docker_hub_alias(name) && matches!(port, None | Some("443")) {
+        Ok("docker.io".to_string())
     } else {
-        host
+        Ok(without_default_port(&host).to_string())
     }
 }
 
@@ -300,6 +505,84 @@ mod tests {
 
     fn img(s: &str) -> ImageRef {
         ImageRef::parse(s).unwrap()
+    }
+
+    /// The tag the runtime pulls when the reference has no digest; unknown beside one.
+    fn pulled(image: &ImageRef) -> Tag<'_> {
+        match (image.digest(), image.tag()) {
+            (None, Some(tag)) => Tag::Known(tag),
+            _ => Tag::Unknown,
+        }
+    }
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn a_digest_is_an_unknown_version_and_each_rule_fails_closed_on_it() {
+        use IfUnknown::*;
+        // (pattern, image, tag known beside the digest?, if unknown, expected)
+        let table: &[(&str, String, Option<&str>, IfUnknown, bool)] = &[
+            // The README's own example, and the issue's: a digest escapes no more.
+            (
+                "vulnerable-image:*",
+                format!("vulnerable-image@{D}"),
+                None,
+                Match,
+                true,
+            ),
+            (
+                "vulnerable-image:*",
+                format!("vulnerable-image@{D}"),
+                None,
+                NoMatch,
+                false,
+            ),
+            ("nginx:1.14.*", format!("nginx:1.25@{D}"), None, Match, true),
+            (
+                "nginx:1.14.*",
+                format!("nginx:1.25@{D}"),
+                None,
+                NoMatch,
+                false,
+            ),
+            // A tag checked to point to the digest counts.
+            (
+                "nginx:1.14.*",
+                format!("nginx:1.25@{D}"),
+                Some("1.25"),
+                Match,
+                false,
+            ),
+            (
+                "nginx:1.14.*",
+                format!("nginx:1.14.2@{D}"),
+                Some("1.14.2"),
+                NoMatch,
+                true,
+            ),
+            // A pattern without a tag part matches every version.
+            ("nginx", format!("nginx@{D}"), None, NoMatch, true),
+            ("nginx", format!("nginx:1.25@{D}"), None, NoMatch, true),
+            // Another repository stays another repository.
+            ("nginx:*", format!("redis@{D}"), None, Match, false),
+        ];
+        for (pattern, image, checked, if_unknown, expected) in table {
+            let set = PatternSet::new(vec![
+                ImagePattern::parse(pattern, PatternKind::Image).unwrap(),
+            ])
+            .unwrap();
+            let image = img(image);
+            let tag = checked.map_or(Tag::Unknown, Tag::Known);
+            assert_eq!(
+                set.matches(&image, tag, *if_unknown),
+                *expected,
+                "{pattern:?} against {image} ({tag:?}, {if_unknown:?})"
+            );
+            assert_eq!(
+                set.first_match(&image, tag, *if_unknown).is_some(),
+                *expected
+            );
+        }
     }
 
     #[test]
@@ -369,7 +652,11 @@ mod tests {
             ("**/nginx", Image, "ghcr.io/nginx", true),
             ("*/library/nginx", Image, "nginx", true),
             ("myregistry.io/**", Image, "myregistry.io.evil.com/x", false),
-            ("myregistry.io/**", Image, "myregistry.io:443/x", false),
+            // :443 is where HTTPS goes anyway: the same registry.
+            ("myregistry.io/**", Image, "myregistry.io:443/x", true),
+            ("myregistry.io:443/**", Image, "myregistry.io/x", true),
+            ("myregistry.io", Registry, "myregistry.io:443/x", true),
+            ("myregistry.io/**", Image, "myregistry.io:8443/x", false),
             // Registry patterns.
             ("myregistry.io", Registry, "myregistry.io/x", true),
             ("myregistry.io", Registry, "myregistry.io.evil.com/x", false),
@@ -408,14 +695,38 @@ mod tests {
             ),
             ("registry.k8s.io/**", Registry, "k8s.gcr.io/pause", false),
             ("harbor:8443", Registry, "harbor:8443/p/a", true),
-            ("harbor:8443", Registry, "harbor:84430/p/a", false),
+            ("harbor:844", Registry, "harbor:8443/p/a", false),
+            ("harbor.example.com", Registry, "HARBOR.example.com/x", true),
+            // Docker Hub by any of its names, in images and in patterns.
+            ("evil/**", Image, "INDEX.DOCKER.IO/evil/x:1", true),
+            ("evil/**", Image, "Index.Docker.io/evil/x:1", true),
+            ("evil/**", Image, "registry-1.docker.io/evil/x", true),
+            ("evil/**", Image, "docker.io:443/evil/x", true),
+            ("nginx", Image, "DOCKER.IO/nginx", true),
+            ("registry-1.docker.io/**", Image, "nginx", true),
+            ("INDEX.DOCKER.IO/evil/*", Image, "evil/x", true),
+            ("docker.io:443", Registry, "nginx", true),
+            ("docker.io", Registry, "docker.io:5000/x", false),
+            // An uppercase first component is a registry host in an image.
+            ("foo/bar", Image, "Foo/bar", false),
+            ("foo", Registry, "Foo/bar", true),
+            ("docker.io", Registry, "Foo/bar", false),
+            // IPv6 hosts are literal, never glob classes.
+            ("[::1]:5000/**", Image, "[::1]:5000/app", true),
+            ("[::1]:5000", Registry, "[::1]:5000/app", true),
+            ("[::1]:5000", Registry, "1:5000/app", false),
+            ("[::1]:5000", Registry, "[::2]:5000/app", false),
+            ("[2001:DB8::1]/**", Image, "[2001:db8::1]/r", true),
+            ("[2001:db8::1]/**", Image, "[2001:db8::2]/r", false),
+            ("[2001:db8::1]/r:v*", Image, "[2001:db8::1]/r:v1", true),
         ];
         for (pattern, kind, image, expected) in table {
             let p =
                 ImagePattern::parse(pattern, *kind).unwrap_or_else(|e| panic!("{pattern}: {e}"));
             let set = PatternSet::new(vec![p]).unwrap();
+            let image_ref = img(image);
             assert_eq!(
-                set.matches(&img(image)),
+                set.matches(&image_ref, pulled(&image_ref), IfUnknown::NoMatch),
                 *expected,
                 "{pattern:?} ({kind:?}) against {image:?}"
             );
@@ -444,6 +755,57 @@ mod tests {
             ("*", Image, "matches no image"),
             ("nginx:[", Image, "invalid glob"),
             ("harbor.example.com/{a", Registry, "invalid glob"),
+            // A bare host read as an image is Docker Hub's library/<host>: refused.
+            (
+                "ghcr.io",
+                Image,
+                "write `ghcr.io/**` for every image on that registry",
+            ),
+            ("localhost:5000", Image, "write `localhost:5000/**`"),
+            ("localhost", Image, "write `localhost/**`"),
+            ("*.example.com", Image, "write `*.example.com/**`"),
+            ("[::1]:5000", Image, "write `[::1]:5000/**`"),
+            (
+                "registry.example.com:v1",
+                Image,
+                "write `registry.example.com/**`",
+            ),
+            // Patterns that can match nothing.
+            ("\\", Registry, "a backslash never appears in an image name"),
+            (
+                "harbor.example.com/te\\am/**",
+                Registry,
+                "a backslash never appears",
+            ),
+            (
+                "harbor.example.com/Team/**",
+                Registry,
+                "image names are lowercase; write `team/**`",
+            ),
+            ("ghcr.io/Org/app", Image, "image names are lowercase"),
+            ("ghcr.io/org//app", Image, "empty path segment"),
+            (
+                "ghcr.io/org/app%",
+                Image,
+                "`%` never appears in an image name",
+            ),
+            ("nginx:v1/2", Image, "the port `v1` is not a number"),
+            ("nginx:v1+2", Image, "`+` never appears in a tag"),
+            ("[zz::1]:5000/app", Image, "not an IPv6 address"),
+            // Another spelling of an address or a port: images must use the canonical one.
+            (
+                "[2001:db8:0::1]/**",
+                Image,
+                "can match no image: write the IPv6 address in its canonical form, `[2001:db8::1]`",
+            ),
+            ("[::1]:05000", Registry, "leading zero: write `5000`"),
+            ("harbor.example.com:70000/**", Image, "out of range"),
+            // The runtime reads a capitalized first component as a host.
+            (
+                "Foo/bar",
+                Image,
+                "write `foo/bar` for the Docker Hub repository",
+            ),
         ];
         for (pattern, kind, fragment) in table {
             let err = ImagePattern::parse(pattern, *kind).unwrap_err().to_string();
@@ -462,15 +824,15 @@ mod tests {
             ImagePattern::parse("**", PatternKind::Image).unwrap(),
         ])
         .unwrap();
-        assert_eq!(
-            set.first_match(&img("nginx:1.2")).unwrap().source(),
-            "nginx:1.*"
-        );
-        assert_eq!(set.first_match(&img("nginx:2")).unwrap().source(), "**");
-        assert_eq!(
-            set.first_match(&img("ghcr.io/a/b")).unwrap().source(),
-            "ghcr.io/**"
-        );
+        for (image, pattern) in [
+            ("nginx:1.2", "nginx:1.*"),
+            ("nginx:2", "**"),
+            ("ghcr.io/a/b", "ghcr.io/**"),
+        ] {
+            let image = img(image);
+            let hit = set.first_match(&image, pulled(&image), IfUnknown::NoMatch);
+            assert_eq!(hit.unwrap().source(), pattern);
+        }
     }
 
     #[test]

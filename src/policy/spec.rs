@@ -178,7 +178,8 @@ pub struct RegistryRules {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagRules {
     /// Tag globs that are refused (`latest`, `*-dev`). `latest` also refuses the
-    /// implicit `latest` of an image written without tag or digest.
+    /// implicit `latest` of an image written without tag or digest. The tag is judged
+    /// as written, even beside a digest.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub forbid: Vec<Spanned<String>>,
@@ -186,9 +187,10 @@ pub struct TagRules {
     /// `repo:tag@sha256:...`).
     #[serde(default)]
     pub require_digest: bool,
-    /// Regular expressions, at least one of which a tag must match
-    /// (`^v\d+\.\d+\.\d+$`). A reference with a digest and no tag passes: it names
-    /// no tag.
+    /// Regular expressions, at least one of which the version must match
+    /// (`^v\d+\.\d+\.\d+$`). A tag beside a digest counts only when pre-flight
+    /// checked that it points to that digest; a digest alone names no version and
+    /// does not pass.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub allow: Vec<Spanned<String>>,
