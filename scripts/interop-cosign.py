@@ -18,6 +18,7 @@ import base64
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -222,7 +223,11 @@ def main():
                 got, reason = "fail", "bad input: " + p.stderr.strip().replace("imagegate verify: ", "")
             else:
                 got, reason = f"exit {p.returncode}", p.stderr.strip()[-300:]
+            # Short enough to read in a table: file names without directories,
+            # digests to 12 hex digits.
             reason = reason.replace(d + "/", "")
+            reason = re.sub(r"(?:[\w.-]+/)+([\w.-]+\.(?:json|pub|pem))", r"\1", reason)
+            reason = re.sub(r"([0-9a-f]{12})[0-9a-f]{52}", r"\1…", reason)
             rows.append((cid, expected, got, expected == got, note, reason))
     width = max(len(r[0]) for r in rows)
     print(f"{'case':<{width}}  expected  got   agree  reason")
