@@ -16,6 +16,9 @@
 //! - [`platform`]: containerd's platform matching; where a pod may run.
 //! - [`cluster`]: the one door to the Kubernetes API (Secrets, ServiceAccounts, Nodes).
 //! - [`config`]: the webhook's configuration file (`serve --config`).
+//! - [`signature`]: offline cosign / Sigstore verification (bundles, legacy `.sig`
+//!   and `.att` layers, keys and keyless, Rekor, timestamps): pure functions over
+//!   bytes the inspector fetched.
 //! - [`server`]: the HTTPS webhook (axum + rustls), reloads, metrics.
 //! - [`certs`]: CA and serving certificates for the webhook.
 //! - [`unwind`]: panics caught and turned into answers (the handlers, each registry
@@ -37,3 +40,4 @@ pub mod reference;
 pub mod registry;
 pub mod server;
 pub mod unwind;
+pub mod signature;

@@ -2,6 +2,7 @@
 
 mod check;
 mod serve;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ enum Command {
     Policy(PolicyCommand),
     /// Generate a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
+    /// Verify a cosign signature or Sigstore bundle offline, against a digest, an
+    /// authority (key or keyless identity) and a trust root.
+    Verify(Box<verify::VerifyArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +87,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
+        Command::Verify(args) => verify::run(*args),
         Command::Policy(PolicyCommand::Validate { path }) => match crate::policy::load(&path) {
             Ok(set) => {
                 println!(
