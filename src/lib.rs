@@ -39,5 +39,5 @@ pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod server;
-pub mod unwind;
 pub mod signature;
+pub mod unwind;
