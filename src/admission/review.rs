@@ -104,11 +104,17 @@ pub fn workload(request: &Request) -> Result<Option<Workload>, ReviewError> {
     if ephemeral {
         workload.retain_ephemeral();
     }
-    if request.operation == Operation::Update
-        && let Some(old) = request.old_object.as_ref()
-        && let Some(old) = read(old)?
-    {
-        workload.retain_changed(&old);
+    if request.operation == Operation::Update {
+        // A Pod's spec is immutable but for its images (and a few fields imagegate
+        // does not write).
+        if workload.kind == "Pod" && workload.change == super::SpecChange::Any {
+            workload.change = super::SpecChange::PodUpdate;
+        }
+        if let Some(old) = request.old_object.as_ref()
+            && let Some(old) = read(old)?
+        {
+            workload.retain_changed(&old);
+        }
     }
     Ok(Some(workload))
 }
@@ -336,6 +342,45 @@ mod tests {
                 .to_string()
                 .contains("no object")
         );
+    }
+
+    #[test]
+    fn only_images_may_change_on_a_pod_update_or_an_ephemeral_request() {
+        let old = pod(&[("app", "nginx:1")], &[]);
+        let new = pod(&[("app", "nginx:2")], &[("dbg", "busybox")]);
+        let mut deployment = pod_request("UPDATE", Value::Null, Value::Null, None);
+        deployment["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+        deployment["object"] =
+            json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": new["spec"]}}});
+        deployment["oldObject"] =
+            json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": old["spec"]}}});
+        use crate::admission::SpecChange;
+        // (request, what it may change)
+        let table = [
+            (
+                pod_request("CREATE", new.clone(), Value::Null, None),
+                SpecChange::Any,
+            ),
+            (
+                pod_request("UPDATE", new.clone(), old.clone(), None),
+                SpecChange::PodUpdate,
+            ),
+            (
+                pod_request(
+                    "UPDATE",
+                    new.clone(),
+                    old.clone(),
+                    Some("ephemeralcontainers"),
+                ),
+                SpecChange::EphemeralContainers,
+            ),
+            (deployment, SpecChange::Any),
+        ];
+        for (request, change) in table {
+            let req = parse(&review(request.clone())).unwrap();
+            let w = workload(&req).unwrap().unwrap();
+            assert_eq!(w.change, change, "{request}");
+        }
     }
 
     #[test]
