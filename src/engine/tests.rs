@@ -648,6 +648,14 @@ spec:
                 [json!({"op": "add", "path": "/spec/affinity", "value": affinity})]
             );
         }
+        // An UPDATE of a Pod cannot change its affinity: it is denied instead.
+        let mut w = workload("Pod", "mutate", img, json!({}));
+        w.change = crate::admission::SpecChange::PodUpdate;
+        let mut facts = found(img, &["linux/amd64"]);
+        facts.node_architectures = Some(nodes.clone());
+        let d = decide(&policies(), &w, &facts);
+        assert!(d.patches.is_empty(), "{:?}", d.patches);
+        assert_eq!(d.violations[0].rule, Rule::Architectures);
     }
 
     #[test]
