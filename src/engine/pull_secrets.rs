@@ -205,6 +205,7 @@ pub(super) fn decide(
                         if !to_add.contains(&name) {
                             to_add.push(name);
                         }
+                        unless_added(want, decision);
                     }
                     Mode::Audit => decision.would_mutate.push(format!(
                         "would add imagePullSecret \"{name}\" to {}: {} needs it for registry {} [policy {}, rule imagePullSecrets]",
@@ -255,6 +256,32 @@ pub(super) fn decide(
     }
     if !to_add.is_empty() {
         patch(workload, &from_sa, &to_add, decision);
+    }
+}
+
+/// The validating webhook sees the pod after every mutation: if the secret is
+/// still missing there, the mutating webhook's patch never landed (it is not
+/// installed, or its failurePolicy is Ignore), and `requirePullSecret` judges that.
+fn unless_added(want: &Want<'_>, decision: &mut Decision) {
+    let name = want.name();
+    let message = format!(
+        "the pod does not list pull secret \"{name}\", which policy {} names for registry {} and imagegate's mutating webhook adds; it is missing, so the patch never landed: check that the mutating webhook is installed, or add {{\"name\": \"{name}\"}} to spec.imagePullSecrets",
+        want.policy.name, want.registry
+    );
+    match want.policy.require_pull_secret {
+        RequirePullSecret::Off => {}
+        RequirePullSecret::Warn => decision.warnings.push(format!(
+            "{}: {message} (admitted because policy {} has requirePullSecret: Warn)",
+            want.who(),
+            want.policy.name
+        )),
+        RequirePullSecret::Deny => decision.unless_mutated.push(Violation {
+            policy: want.policy.name.clone(),
+            mode: Mode::Enforce,
+            rule: Rule::RequirePullSecret,
+            container: want.container.clone(),
+            message,
+        }),
     }
 }
 

@@ -1565,6 +1565,15 @@ spec:
                         d.violations,
                         d.warnings
                     );
+                    // Unless the mutating webhook's patch lands, the validating one denies.
+                    assert_eq!(d.unless_mutated.len(), 1, "{case}");
+                    assert!(
+                        d.unless_mutated[0]
+                            .message
+                            .contains("imagegate's mutating webhook adds; it is missing, so the patch never landed"),
+                        "{:?}",
+                        d.unless_mutated
+                    );
                 }
                 Some((true, fragment)) => {
                     assert!(!d.allowed(), "{case}");
