@@ -174,7 +174,8 @@ pub(super) fn needs(policies: &PolicySet, workload: &Workload, needs: &mut Needs
 }
 
 /// Adds the pull secrets the pod lacks (or the would-be additions of Audit
-/// policies), and judges `requirePullSecret`. Containers in `denied` get nothing.
+/// policies), and judges `requirePullSecret`. Containers in `denied` (JSON pointers
+/// of their images) get nothing added.
 pub(super) fn decide(
     policies: &PolicySet,
     workload: &Workload,
@@ -182,8 +183,13 @@ pub(super) fn decide(
     denied: &[String],
     decision: &mut Decision,
 ) {
-    let skip = |c: &ContainerImage, _: &ImageRef, _: &Version<'_>| denied.contains(&c.pointer);
-    let wants = wants(policies, workload, Some(facts), skip);
+    // An image refused on its name gets nothing and is not checked (its secrets
+    // were not read); a container denied by another rule gets no secret added, but
+    // the check still says what is wrong with its secret.
+    let refused = |_: &ContainerImage, image: &ImageRef, version: &Version<'_>| {
+        super::facts::refused_by_name(policies, workload, image, version)
+    };
+    let wants = wants(policies, workload, Some(facts), refused);
     if wants.is_empty() {
         return;
     }
@@ -198,8 +204,10 @@ pub(super) fn decide(
         let name = want.name();
         let present = listed.contains(&name) || from_sa.contains(&name);
         let mut not_listed = None;
+        let is_denied = denied.contains(&want.container.pointer);
         if !present {
             match delivery(want.policy, workload) {
+                Delivery::Now if is_denied => {}
                 Delivery::Now => match want.policy.mode {
                     Mode::Enforce => {
                         if !to_add.contains(&name) {
