@@ -16,7 +16,7 @@
 //! - everything for one admission runs concurrently under one deadline; a lookup
 //!   still running when it passes becomes a `timeout` failure naming the lookup.
 
-mod messages;
+pub mod messages;
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -123,6 +123,17 @@ pub struct Inspector {
 struct Credentials {
     keyring: Keyring,
     notes: Vec<String>,
+}
+
+impl Credentials {
+    /// What a message about refused `tried` credentials may say.
+    fn context<'a>(&'a self, tried: &'a [Credential]) -> messages::CredentialContext<'a> {
+        messages::CredentialContext {
+            tried,
+            keys: self.keyring.keys(),
+            notes: &self.notes,
+        }
+    }
 }
 
 impl Inspector {
@@ -343,8 +354,7 @@ impl Inspector {
                 return ImageFacts::Failed(messages::failure(
                     &image,
                     &refused.error,
-                    &refused.tried,
-                    credentials,
+                    &credentials.context(&refused.tried),
                 ));
             }
         };
@@ -373,7 +383,7 @@ impl Inspector {
             },
             Err(e) => {
                 let tried: Vec<Credential> = resolved.credential.iter().cloned().collect();
-                ImageFacts::Failed(messages::failure(&image, &e, &tried, credentials))
+                ImageFacts::Failed(messages::failure(&image, &e, &credentials.context(&tried)))
             }
         }
     }
