@@ -17,7 +17,10 @@
 //! - [`config`]: the webhook's configuration file (`serve --config`).
 //! - [`server`]: the HTTPS webhook (axum + rustls), reloads, metrics.
 //! - [`certs`]: CA and serving certificates for the webhook.
-//! - [`cli`]: the command line; the wiring of clients lives in `cli::serve`.
+//! - [`doctor`]: `imagegate doctor`, the pull of one image checked step by step,
+//!   explained with the webhook's own classification.
+//! - [`cli`]: the command line; the wiring of clients lives in `cli::serve` and
+//!   `cli::doctor`.
 
 pub mod admission;
 pub mod certs;
@@ -25,6 +28,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod credentials;
+pub mod doctor;
 pub mod engine;
 pub mod inspector;
 pub mod matching;

@@ -19,6 +19,7 @@ pub use facts::{
     Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, PullSecretFacts,
     SecretFacts, ServiceAccountSecrets, TagCheck, needs,
 };
+pub use pull_secrets::pull_secret_problem;
 pub use rules::Rule;
 
 /// One rule one container's image breaks.

@@ -235,11 +235,15 @@ pub(super) fn decide(
                 "the pod does not list pull secret \"{name}\", which policy {} names for registry {}, and imagegate cannot add it: {why}; add {{\"name\": \"{name}\"}} to spec.imagePullSecrets, or the node pulls without credentials and fails with \"authentication required\"",
                 want.policy.name, want.registry
             )),
-            None => facts
-                .pull_secrets
-                .secrets
-                .get(name)
-                .and_then(|s| secret_problem(s, want, &workload.namespace)),
+            None => facts.pull_secrets.secrets.get(name).and_then(|s| {
+                pull_secret_problem(
+                    s,
+                    name,
+                    &want.registry,
+                    &want.container.image,
+                    &workload.namespace,
+                )
+            }),
         };
         let Some(problem) = problem else { continue };
         let message = match &want.policy.message {
@@ -293,18 +297,21 @@ fn unless_added(want: &Want<'_>, decision: &mut Decision) {
     }
 }
 
-/// What is wrong with a pull secret for `want`'s image, if anything.
-fn secret_problem(secret: &SecretFacts, want: &Want<'_>, namespace: &str) -> Option<String> {
-    let name = want.name();
-    let registry = &want.registry;
+/// What is wrong with pull secret `name` in `namespace` for `image` (as written)
+/// on `registry`, if anything: for `requirePullSecret` and `imagegate doctor`.
+pub fn pull_secret_problem(
+    secret: &SecretFacts,
+    name: &str,
+    registry: &str,
+    image: &str,
+    namespace: &str,
+) -> Option<String> {
     let create = format!(
         "kubectl create secret docker-registry {name} --docker-server={registry} --docker-username=USER --docker-password=PASSWORD -n {namespace}"
     );
     let fails = "so the node pulls without credentials and fails with \"authentication required\"";
     Some(match secret {
-        SecretFacts::DockerConfig { matches, .. }
-            if matches.contains_key(&want.container.image) =>
-        {
+        SecretFacts::DockerConfig { matches, .. } if matches.contains_key(image) => {
             return None;
         }
         SecretFacts::Missing => format!(

@@ -564,7 +564,7 @@ fn service_account_name(workload: &Workload) -> String {
 
 /// The `auths` keys of a pull secret and, for each image, the key that matches it
 /// as the kubelet matches them. Never a username or password.
-fn docker_config_facts(
+pub(crate) fn docker_config_facts(
     config: &DockerConfig,
     images: &std::collections::BTreeSet<String>,
 ) -> SecretFacts {

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 pub use crate::engine::ManifestFacts;
-pub use error::{FailureKind, RegistryError, chain};
+pub use error::{FailureKind, RegistryError, chain, classify_io, classify_tls};
 
 use crate::credentials::Credential;
 use crate::platform::Platform;
