@@ -1269,6 +1269,7 @@ mod tests {
             ),
             ("10.0.0.5:5000/app", true, ("10.0.0.5", 5000)),
             ("localhost/app", true, ("localhost", 80)),
+            ("[::1]:5000/app", false, ("::1", 5000)),
         ];
         for (image, insecure, (host, port)) in table {
             let image = ImageRef::parse(image).unwrap();
