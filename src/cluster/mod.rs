@@ -1,6 +1,7 @@
 //! Reads from the Kubernetes API: pull secrets, ServiceAccounts and the
 //! architectures of Nodes. The one place imagegate talks to the API server; every
-//! read is cached briefly and identical reads in flight are coalesced.
+//! read is cached briefly (Secrets and ServiceAccounts bounded in bytes: they come
+//! from users) and identical reads in flight are coalesced.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -58,6 +59,9 @@ impl PullSecret {
 /// large (the API server takes up to 1 MiB each).
 const SECRET_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// The bytes of ServiceAccount pull secret lists kept in the cache.
+const SERVICE_ACCOUNT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Cached reads from the Kubernetes API.
 pub struct Cluster {
     client: kube::Client,
@@ -80,7 +84,12 @@ impl Cluster {
                 .time_to_live(ttl)
                 .build(),
             service_accounts: Cache::builder()
-                .max_capacity(10_000)
+                .max_capacity(SERVICE_ACCOUNT_CACHE_BYTES)
+                .weigher(|(ns, name): &(String, String), names: &Arc<Vec<String>>| {
+                    let bytes =
+                        ns.len() + name.len() + names.iter().map(|n| n.len() + 24).sum::<usize>();
+                    u32::try_from(bytes + 64).unwrap_or(u32::MAX)
+                })
                 .time_to_live(ttl)
                 .build(),
             nodes: Cache::builder()
