@@ -41,6 +41,14 @@ pub struct WebhookConfig {
     /// Concurrent requests per registry. Default 16.
     #[serde(default)]
     pub max_concurrent_per_registry: Option<usize>,
+    /// Networks (CIDR, or one address) lookups may reach although a default
+    /// refuses them (loopback, link-local, unspecified).
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    /// Networks lookups may never reach (besides the defaults); beats
+    /// `allowNetworks`. Registries listed in `registries` are let through.
+    #[serde(default)]
+    pub deny_networks: Vec<String>,
 }
 
 /// How to reach one registry.
@@ -140,11 +148,29 @@ impl WebhookConfig {
                 _ => return Err(invalid(format!("pullSecrets takes namespace/name: {s}"))),
             }
         }
+        let networks = |list: &[String], field: &str| -> Result<Vec<ipnet::IpNet>, ConfigError> {
+            list.iter()
+                .map(|n| {
+                    n.parse::<ipnet::IpNet>()
+                        .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map(|net| net.trunc())
+                        .map_err(|_| {
+                            invalid(format!(
+                                "{field} takes CIDR networks such as 10.0.0.0/8 or fd00::/8: {n}"
+                            ))
+                        })
+                })
+                .collect()
+        };
+        let allow_networks = networks(&self.allow_networks, "allowNetworks")?;
+        let deny_networks = networks(&self.deny_networks, "denyNetworks")?;
         let secs =
             |v: Option<f64>, default: f64| Duration::from_secs_f64(v.unwrap_or(default).max(0.0));
         let registry = RegistryConfig {
             registries,
             max_concurrent_per_registry: self.max_concurrent_per_registry.unwrap_or(16).max(1),
+            allow_networks,
+            deny_networks,
             ..RegistryConfig::default()
         };
         Ok(Settings {
@@ -158,5 +184,59 @@ impl WebhookConfig {
             deadline: secs(self.deadline_seconds, 8.0),
             kubernetes_cache: secs(self.kubernetes_cache_seconds, 30.0),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        let file = tempfile_path(text);
+        let r = WebhookConfig::load(&file);
+        let _ = std::fs::remove_file(&file);
+        r
+    }
+
+    fn tempfile_path(text: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "imagegate-config-test-{}-{}.yaml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn networks_are_cidr_lists_or_single_addresses() {
+        let s =
+            load("allowNetworks: [\"127.0.0.0/8\", \"::1\"]\ndenyNetworks: [\"10.1.2.3/16\"]\n")
+                .unwrap();
+        let shown: Vec<String> = s
+            .registry
+            .allow_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(s.registry.deny_networks[0].to_string(), "10.1.0.0/16");
+        assert!(Settings::default().registry.allow_networks.is_empty());
+        for (text, fragment) in [
+            (
+                "allowNetworks: [\"localhost\"]\n",
+                "allowNetworks takes CIDR networks",
+            ),
+            (
+                "denyNetworks: [\"10.0.0.0/33\"]\n",
+                "denyNetworks takes CIDR networks",
+            ),
+            ("allowNetwork: []\n", "unknown field"),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(fragment), "{text}: {e}");
+        }
     }
 }

@@ -10,13 +10,19 @@
 //! - [`inspector`]: gathers the facts the engine will read (digests, platforms,
 //!   pull failures, Node architectures) under the admission deadline, cached and
 //!   coalesced.
-//! - [`registry`]: the registry client, per-registry TLS, failure classification.
+//! - [`registry`]: imagegate's own bounded OCI read client: size limits, digest
+//!   verification, bearer tokens, outbound address checks, failure classes.
 //! - [`credentials`]: docker config files and the kubelet's `auths` matching.
 //! - [`platform`]: containerd's platform matching; where a pod may run.
 //! - [`cluster`]: the one door to the Kubernetes API (Secrets, ServiceAccounts, Nodes).
 //! - [`config`]: the webhook's configuration file (`serve --config`).
+//! - [`signature`]: offline cosign / Sigstore verification (bundles, legacy `.sig`
+//!   and `.att` layers, keys and keyless, Rekor, timestamps): pure functions over
+//!   bytes the inspector fetched.
 //! - [`server`]: the HTTPS webhook (axum + rustls), reloads, metrics.
 //! - [`certs`]: CA and serving certificates for the webhook.
+//! - [`unwind`]: panics caught and turned into answers (the handlers, each registry
+//!   lookup), so that no input drops a connection.
 //! - [`doctor`]: `imagegate doctor`, the pull of one image checked step by step,
 //!   explained with the webhook's own classification.
 //! - [`cli`]: the command line; the wiring of clients lives in `cli::serve` and
@@ -37,3 +43,5 @@ pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod signature;
+pub mod unwind;

@@ -1,7 +1,6 @@
 //! The objects imagegate admits: Pods and the pod templates of workloads.
 
 use k8s_openapi::api::core::v1::PodSpec;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Where a container sits in the pod spec.
@@ -101,6 +100,20 @@ pub enum ObjectError {
     },
 }
 
+/// `spec.containers[0].image: invalid type: integer `5`, expected a string`: the
+/// field as a path from the object's root, then serde's reason.
+fn malformed_reason(pointer: &str, e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let mut field = pointer.trim_start_matches('/').replace('/', ".");
+    let path = e.path().to_string();
+    if path != "." {
+        if !path.starts_with('[') {
+            field.push('.');
+        }
+        field.push_str(&path);
+    }
+    format!("{field}: {}", e.inner())
+}
+
 /// The kinds imagegate covers: (API group, kind, JSON pointer of the pod spec).
 pub const KINDS: &[(&str, &str, &str)] = &[
     ("", "Pod", "/spec"),
@@ -135,15 +148,18 @@ impl Workload {
         };
         let spec_value = object
             .pointer(pointer)
+            .filter(|v| !v.is_null())
             .ok_or_else(|| ObjectError::NoPodSpec {
                 kind: kind.to_string(),
                 pointer,
             })?;
-        let pod_spec = PodSpec::deserialize(spec_value).map_err(|e| ObjectError::Malformed {
-            kind: kind.to_string(),
-            pointer,
-            reason: e.to_string(),
-        })?;
+        // The error names the field (`spec.containers[0].image: invalid type: ...`).
+        let pod_spec: PodSpec =
+            serde_path_to_error::deserialize(spec_value).map_err(|e| ObjectError::Malformed {
+                kind: kind.to_string(),
+                pointer,
+                reason: malformed_reason(pointer, &e),
+            })?;
         let mut containers = Vec::new();
         let mut push = |kind: ContainerKind, i: usize, name: &str, image: Option<&String>| {
             containers.push(ContainerImage {
@@ -342,9 +358,39 @@ mod tests {
                 .contains("no pod spec at /spec/template/spec"),
             "{err}"
         );
-        let err = Workload::from_object("", "Pod", "ns", &json!({"spec": {"containers": "x"}}))
-            .unwrap_err();
-        assert!(err.to_string().contains("malformed"), "{err}");
+        // (kind, object, the whole message)
+        let table = [
+            (
+                "Pod",
+                json!({"spec": {"containers": "x"}}),
+                "the Pod's pod spec at /spec is malformed: spec.containers: invalid type: string \"x\", expected a sequence",
+            ),
+            (
+                "Pod",
+                json!({"spec": "x"}),
+                "the Pod's pod spec at /spec is malformed: spec: invalid type: string \"x\", expected PodSpec",
+            ),
+            (
+                "Pod",
+                json!({"spec": null}),
+                "the Pod has no pod spec at /spec",
+            ),
+            (
+                "Pod",
+                json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": {"ref": "x"}}]}}),
+                "the Pod's pod spec at /spec is malformed: spec.containers[1].image: invalid type: map, expected a string",
+            ),
+            (
+                "CronJob",
+                json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/arch": 1}}}}}}}),
+                "the CronJob's pod spec at /spec/jobTemplate/spec/template/spec is malformed: spec.jobTemplate.spec.template.spec.nodeSelector.kubernetes.io/arch: invalid type: integer `1`, expected a string",
+            ),
+        ];
+        for (kind, object, expected) in table {
+            let group = if kind == "Pod" { "" } else { "batch" };
+            let err = Workload::from_object(group, kind, "ns", &object).unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
     }
 
     #[test]

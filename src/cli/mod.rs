@@ -3,6 +3,7 @@
 mod check;
 mod doctor;
 mod serve;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum Command {
     Certs(CertsArgs),
     /// Check, step by step, whether an image can be pulled, and say why not.
     Doctor(doctor::DoctorArgs),
+    /// Verify a cosign signature or Sigstore bundle offline, against a digest, an
+    /// authority (key or keyless identity) and a trust root.
+    Verify(Box<verify::VerifyArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +96,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Verify(args) => verify::run(*args),
         Command::Policy(PolicyCommand::Validate { path }) => match crate::policy::load(&path) {
             Ok(set) => {
                 println!(
@@ -142,4 +147,17 @@ fn init_logging(format: LogFormat, default_filter: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    // A panic is caught where imagegate answers (see `crate::unwind`); the hook only
+    // records where it happened, as a log record like any other (JSON stays JSON).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            panic = %crate::unwind::message(info.payload()),
+            location,
+            "panic"
+        );
+    }));
 }

@@ -198,6 +198,24 @@ pub enum FailureKind {
     RateLimited,
     /// The registry answered with an unexpected HTTP status.
     Server(u16),
+    /// The registry sent a body over imagegate's limit for its kind (a manifest
+    /// over 4 MiB, a config or token over theirs).
+    TooLarge,
+    /// What came back for a manifest is not one (an HTML page from a proxy, JSON
+    /// of another kind, a media type imagegate does not know).
+    NotAManifest,
+    /// The body does not hash to the digest it was asked for or announced with.
+    DigestMismatch,
+    /// The registry, its token realm or a redirect points at an address imagegate
+    /// does not connect to (loopback, link-local, a denied network).
+    AddressRefused,
+    /// `localhost[:port]` or a loopback IP: the node's own registry, which the
+    /// kubelet reaches on each node and imagegate cannot see.
+    NodeLocal,
+    /// The registry (or its token server) answered something the registry client
+    /// could not use and failed on, such as a token that is not a valid HTTP
+    /// header value.
+    UnusableAnswer,
     Other,
 }
 
@@ -215,6 +233,12 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::RateLimited => "rate-limited",
             FailureKind::Server(_) => "server-error",
+            FailureKind::TooLarge => "too-large",
+            FailureKind::NotAManifest => "not-a-manifest",
+            FailureKind::DigestMismatch => "digest-mismatch",
+            FailureKind::AddressRefused => "address-refused",
+            FailureKind::NodeLocal => "node-local",
+            FailureKind::UnusableAnswer => "unusable-answer",
             FailureKind::Other => "other",
         }
     }

@@ -508,6 +508,7 @@ spec:
             (FailureKind::ConnectionRefused, true, true),
             (FailureKind::TlsUnknownAuthority, true, true),
             (FailureKind::RateLimited, true, true),
+            (FailureKind::UnusableAnswer, true, true),
         ];
         for (kind, allowed, warned) in table {
             let d = decide(

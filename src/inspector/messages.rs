@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::credentials::Credential;
 use crate::engine::LookupFailure;
 use crate::reference::ImageRef;
-use crate::registry::{FailureKind, RegistryError};
+use crate::registry::{DETAIL_CHARS, FailureKind, RegistryError, sanitize};
 
 /// Who reads the explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,9 @@ pub fn explain(
         (None, None) => image.name().to_string(),
     };
     let doctor = audience == Audience::Doctor;
+    // Registry text is sanitized where it is read; once more here, so that no
+    // path can bring a raw body into a denial.
+    let detail = sanitize(&e.detail, 2 * DETAIL_CHARS);
     let (headline, cause, fix): (&str, String, String) = match &e.kind {
         FailureKind::ManifestUnknown => (
             "manifest unknown",
@@ -118,7 +121,7 @@ pub fn explain(
         ),
         FailureKind::Tls => (
             "TLS handshake failed",
-            format!("the TLS handshake with {registry} failed ({})", e.detail),
+            format!("the TLS handshake with {registry} failed ({})", detail),
             if doctor {
                 "if the registry serves plain HTTP, run doctor with --insecure, and configure the nodes' runtime for a plain-HTTP registry (containerd: a hosts.toml for it) and imagegate's registry configuration (registries[].insecure: true)".to_string()
             } else {
@@ -142,17 +145,47 @@ pub fn explain(
         ),
         FailureKind::RateLimited => (
             "429 toomanyrequests",
-            format!("{registry} is rate-limiting pulls ({})", e.detail),
+            format!("{registry} is rate-limiting pulls ({})", detail),
             "pull with credentials (an imagePullSecret; authenticated pulls have higher limits) or through a mirror or pull-through cache".to_string(),
         ),
         FailureKind::Server(code) => (
             "registry error",
-            format!("{registry} answered HTTP {code} for {what} ({})", e.detail),
+            format!("{registry} answered HTTP {code} for {what} ({})", detail),
             "the registry is failing: check its health and logs, and try again".to_string(),
+        ),
+        FailureKind::TooLarge => (
+            "too large",
+            format!("{detail} for {what}"),
+            "imagegate refuses oversized answers, and so should the registry (a manifest is at most 4 MiB); check the registry or the proxy in front of it".to_string(),
+        ),
+        FailureKind::NotAManifest => (
+            "not a manifest",
+            format!("{registry} did not answer for {what} with an image manifest or index ({detail})"),
+            "check the registry URL and any proxy, login page or captive portal in front of it".to_string(),
+        ),
+        FailureKind::DigestMismatch => (
+            "digest mismatch",
+            detail.clone(),
+            "the registry or a proxy altered the content, and the node's pull would fail its verification the same way: check the registry and any proxy in front of it".to_string(),
+        ),
+        FailureKind::AddressRefused => (
+            "address refused",
+            format!("looking up {what} would connect to an address imagegate does not reach ({detail})"),
+            format!("if {registry} is a real registry there, list it in imagegate's registry configuration (registries[]) or allow its network (allowNetworks)"),
+        ),
+        FailureKind::NodeLocal => (
+            "node-local registry",
+            format!("{registry} is each node's own loopback, where the kubelet pulls from a registry running on the node; imagegate runs in its own pod and cannot see that registry, so it cannot check {what}"),
+            format!("push the image to a registry reachable from the cluster, or list {registry} in imagegate's registry configuration (registries[]) if imagegate runs beside it"),
+        ),
+        FailureKind::UnusableAnswer => (
+            "unusable answer",
+            format!("the answer of {registry} could not be used ({detail})"),
+            format!("this is a fault of the registry or its token server, not of the pod: ask whoever runs {registry} to fix it"),
         ),
         FailureKind::Other => (
             "lookup failed",
-            format!("looking up {what} at {registry} failed: {}", e.detail),
+            format!("looking up {what} at {registry} failed: {}", detail),
             "check the registry's address and that it speaks the OCI distribution API".to_string(),
         ),
     };

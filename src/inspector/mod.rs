@@ -15,6 +15,13 @@
 //!   makes every other caller wait for it);
 //! - everything for one admission runs concurrently under one deadline; a lookup
 //!   still running when it passes becomes a `timeout` failure naming the lookup.
+//!
+//! Registry answers are hostile input, and the OCI client can panic on some (it
+//! unwraps a token into a header value). Each registry call (the digest resolution
+//! and the manifest fetch) therefore runs under [`crate::unwind::catch`] inside the
+//! cache's init future: a panic becomes an `unusable-answer` lookup failure, judged
+//! by `onRegistryError` and cached like any failure, and the caches' coalescing
+//! never sees it (moka would make every waiter retry the panicking init).
 
 pub mod messages;
 
@@ -156,14 +163,40 @@ impl Inspector {
             None => None,
         };
         Ok(Inspector {
+            // Bounded in bytes: keys and details come from pod specs and registries.
             tags: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &TagKey, v: &TagResult| {
+                    let value = match v {
+                        Ok(r) => r.digest.len() + r.credential.as_ref().map_or(0, credential_bytes),
+                        Err(f) => {
+                            f.error.detail.len()
+                                + f.tried.iter().map(credential_bytes).sum::<usize>()
+                        }
+                    };
+                    weight(k.image.len() + value + 96)
+                })
                 .expire_after(TagExpiry {
                     ok: config.tag_ttl,
                     failed: config.failure_ttl,
                 })
                 .build(),
-            manifests: Cache::builder().max_capacity(100_000).build(),
+            manifests: Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &(String, String), v: &Arc<ManifestFacts>| {
+                    let platforms: usize = v
+                        .platforms
+                        .iter()
+                        .map(|p| {
+                            p.os.len()
+                                + p.architecture.len()
+                                + p.variant.as_ref().map_or(0, String::len)
+                                + 72
+                        })
+                        .sum();
+                    weight(k.0.len() + k.1.len() + platforms + 64)
+                })
+                .build(),
             registry,
             cluster,
             config,
@@ -369,10 +402,15 @@ impl Inspector {
         let fetched = self
             .manifests
             .try_get_with(key, async {
-                self.registry
-                    .manifest_facts(&image, &resolved.digest, resolved.credential.as_ref())
-                    .await
-                    .map(Arc::new)
+                let fetch = self.registry.manifest_facts(
+                    &image,
+                    &resolved.digest,
+                    resolved.credential.as_ref(),
+                );
+                match crate::unwind::catch(fetch).await {
+                    Ok(fetched) => fetched.map(Arc::new),
+                    Err(panic) => Err(unusable(&image, &panic)),
+                }
             })
             .await;
         match fetched {
@@ -411,7 +449,12 @@ impl Inspector {
             credentials: fingerprint,
         };
         self.tags
-            .get_with(key, self.resolve(&image, candidates.to_vec()))
+            .get_with(key, async {
+                match crate::unwind::catch(self.resolve(&image, candidates.to_vec())).await {
+                    Ok(resolved) => resolved,
+                    Err(panic) => Err(refused(&image, unusable(&image, &panic), Vec::new())),
+                }
+            })
             .await
     }
 
@@ -605,6 +648,36 @@ fn late_secrets(needs: &Needs) -> PullSecretFacts {
 fn refused(image: &ImageRef, error: RegistryError, tried: Vec<Credential>) -> Arc<Refused> {
     tracing::info!(image = %image, kind = error.kind.as_str(), detail = %error.detail, "registry lookup failed");
     Arc::new(Refused { error, tried })
+}
+
+/// The bytes each of the inspector's caches may hold.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn credential_bytes(c: &Credential) -> usize {
+    c.username.len() + c.password.len() + c.source.len() + c.key.len() + 96
+}
+
+/// The failure for a registry call that panicked on the registry's answer.
+fn unusable(image: &ImageRef, panic: &str) -> RegistryError {
+    tracing::error!(
+        image = %image,
+        panic,
+        "the registry client failed on a registry's answer; the lookup counts as failed"
+    );
+    // The one such panic known (oci-client 0.18 unwraps the token into a header
+    // value) says `InvalidHeaderValue`; say it in the user's terms.
+    let detail = if panic.contains("InvalidHeaderValue") {
+        "its token, or another value it sent, is not a valid HTTP header value: it has a line break or another control character".to_string()
+    } else {
+        let mut detail = String::from("imagegate's registry client failed on it: ");
+        detail.extend(panic.chars().take(200));
+        detail
+    };
+    RegistryError::new(FailureKind::UnusableAnswer, detail)
 }
 
 fn fingerprint(credentials: &[Credential]) -> u64 {

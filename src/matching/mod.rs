@@ -8,7 +8,9 @@
 
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
-use crate::reference::{ImageRef, ReferenceError, is_docker_hub_alias, normalize_host};
+use crate::reference::{
+    ImageRef, ReferenceError, is_docker_hub_alias, normalize_host, without_default_port,
+};
 
 /// Why a pattern was refused. Each message says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -475,13 +477,15 @@ fn is_single_segment(path: &str) -> bool {
 /// the canonical one.
 fn fold_host(host: &str) -> Result<String, PatternError> {
     if host.starts_with('[') || !host.contains(['*', '?', '[', ']', '{', '}', ',', '\\']) {
-        return normalize_host(host).map_err(|e| PatternError::Unmatchable {
-            glob: host.to_string(),
-            reason: match e {
-                ReferenceError::Host(detail) => detail,
-                e => e.to_string(),
-            },
-        });
+        return normalize_host(host)
+            .map(|h| without_default_port(&h).to_string())
+            .map_err(|e| PatternError::Unmatchable {
+                glob: host.to_string(),
+                reason: match e {
+                    ReferenceError::Host(detail) => detail,
+                    e => e.to_string(),
+                },
+            });
     }
     let host = host.to_ascii_lowercase();
     let (name, port) = match host.split_once(':') {
@@ -491,7 +495,7 @@ fn fold_host(host: &str) -> Result<String, PatternError> {
     if is_docker_hub_alias(name) && matches!(port, None | Some("443")) {
         Ok("docker.io".to_string())
     } else {
-        Ok(host)
+        Ok(without_default_port(&host).to_string())
     }
 }
 
@@ -648,7 +652,11 @@ mod tests {
             ("**/nginx", Image, "ghcr.io/nginx", true),
             ("*/library/nginx", Image, "nginx", true),
             ("myregistry.io/**", Image, "myregistry.io.evil.com/x", false),
-            ("myregistry.io/**", Image, "myregistry.io:443/x", false),
+            // :443 is where HTTPS goes anyway: the same registry.
+            ("myregistry.io/**", Image, "myregistry.io:443/x", true),
+            ("myregistry.io:443/**", Image, "myregistry.io/x", true),
+            ("myregistry.io", Registry, "myregistry.io:443/x", true),
+            ("myregistry.io/**", Image, "myregistry.io:8443/x", false),
             // Registry patterns.
             ("myregistry.io", Registry, "myregistry.io/x", true),
             ("myregistry.io", Registry, "myregistry.io.evil.com/x", false),

@@ -101,7 +101,19 @@ pub struct PolicySet {
 
 impl PolicySet {
     /// Deserializes and validates every source, reporting all errors together.
+    ///
+    /// A policy set is never empty: every file must hold at least one policy
+    /// document, so that an empty, truncated or comments-only file (a half-written
+    /// ConfigMap) is an error that keeps the last good set in force, rather than a
+    /// set that silently enforces nothing. To stop enforcing, a policy is set to
+    /// `mode: Audit`, or the webhook configurations are removed.
     pub fn compile(sources: &[PolicySource]) -> Result<PolicySet, PolicyErrors> {
+        if sources.is_empty() {
+            return Err(PolicyErrors::whole_file(
+                Path::new("(no policy file)"),
+                "no policy file was given: imagegate never runs with zero policies; to stop enforcing, set `mode: Audit` on a policy or remove the webhook configurations",
+            ));
+        }
         let mut errors = Vec::new();
         let mut policies = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -118,6 +130,15 @@ impl PolicySet {
                     continue;
                 }
             };
+            if docs.is_empty() {
+                errors.push(PolicyError {
+                    file: source.path.clone(),
+                    line: None,
+                    field: String::new(),
+                    message: NO_DOCUMENT.to_string(),
+                });
+                continue;
+            }
             for doc in docs {
                 let mut c = Checker {
                     file: &source.path,
@@ -157,6 +178,9 @@ impl PolicySet {
         self.policies.is_empty()
     }
 }
+
+/// The error for a file with no policy document in it.
+pub const NO_DOCUMENT: &str = "the file holds no policy document (it is empty, or only comments and whitespace), so it was cut short or emptied by mistake; restore its policies. To stop enforcing, set `mode: Audit` on a policy or remove the webhook configurations; to drop the file, delete it";
 
 /// serde-saphyr's message starts with `error: line L column C: ` (the line is
 /// reported separately) and may carry a source snippet after the first line.
@@ -628,6 +652,81 @@ spec: {}
                 assert!(err.message.contains(fragment), "{err} lacks {fragment:?}");
             }
         }
+    }
+
+    /// A file cut short or emptied is an error, never a set that enforces less.
+    #[test]
+    fn empty_truncated_and_corrupted_files_are_errors() {
+        // (text, line, message fragment)
+        let table: &[(&str, Option<u64>, &str)] = &[
+            ("", None, "the file holds no policy document (it is empty"),
+            ("\n  \n\t\n", None, "holds no policy document"),
+            (
+                "# production policy\n# owner: platform\n",
+                None,
+                "holds no policy document",
+            ),
+            ("---\n", None, "holds no policy document"),
+            (
+                "---\n# nothing\n...\n---\n",
+                None,
+                "holds no policy document",
+            ),
+            ("~\n", None, "holds no policy document"),
+            // Truncated inside a document.
+            (
+                &GOOD[..GOOD.find("spec:").unwrap()],
+                Some(2),
+                "missing field `spec`",
+            ),
+            (
+                &GOOD[..GOOD.find("  name: production").unwrap()],
+                Some(5),
+                "",
+            ),
+            (
+                &GOOD[..GOOD.find("requireDigest").unwrap() - 20],
+                Some(16),
+                "",
+            ),
+            (
+                &GOOD[..GOOD.find("kind: ImagePolicy").unwrap()],
+                Some(2),
+                "missing field",
+            ),
+            // Corrupted.
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: [ImagePolicy\n",
+                Some(3),
+                "",
+            ),
+            ("\u{0}\u{1}\u{2}", Some(1), ""),
+        ];
+        for (text, line, fragment) in table {
+            let errors = compile(text).expect_err(text).0;
+            assert_eq!(errors.len(), 1, "{text:?}: {errors:#?}");
+            let err = &errors[0];
+            assert_eq!(err.file, PathBuf::from("policies/p.yaml"));
+            if line.is_some() {
+                assert!(err.line.is_some(), "{text:?}: {err}");
+            } else {
+                assert_eq!(err.line, None, "{text:?}: {err}");
+            }
+            assert!(err.message.contains(fragment), "{text:?}: {err}");
+        }
+        // One good file does not make an empty one acceptable.
+        let sources = load_sources(&[("a.yaml", GOOD), ("b.yaml", "# emptied\n")]);
+        let errors = PolicySet::compile(&sources).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert!(
+            errors
+                .to_string()
+                .contains("b.yaml: the file holds no policy document"),
+            "{errors}"
+        );
+        // No file at all.
+        let err = PolicySet::compile(&[]).unwrap_err().to_string();
+        assert!(err.contains("never runs with zero policies"), "{err}");
     }
 
     #[test]

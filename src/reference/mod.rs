@@ -182,7 +182,8 @@ impl ImageRef {
         self.implicit_tag
     }
 
-    /// `registry/repository`, the form policy patterns match against.
+    /// `registry/repository`, the form policy patterns match against (a `:443` port
+    /// left out: it is where HTTPS goes anyway).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -303,7 +304,7 @@ fn parse(input: &str, suggest: bool) -> Result<ImageRef, ReferenceError> {
         None => None,
     };
     Ok(ImageRef {
-        name: format!("{registry}/{repository}"),
+        name: format!("{}/{repository}", without_default_port(&registry)),
         registry,
         repository,
         tag,
@@ -629,6 +630,14 @@ pub(crate) fn normalize_host(written: &str) -> Result<String, ReferenceError> {
         return Ok(DOCKER_HUB.to_string());
     }
     Ok(lower)
+}
+
+/// The host as policies match it: `:443` is where HTTPS goes anyway, so
+/// `harbor.example.com:443/x` is the registry `harbor.example.com` (a block on
+/// `harbor.example.com/**` holds for it). Lookups and credentials keep the port as
+/// written, as the kubelet matches `auths` keys with it.
+pub(crate) fn without_default_port(host: &str) -> &str {
+    host.strip_suffix(":443").unwrap_or(host)
 }
 
 /// A port is 1 to 65535, written without leading zeros.
@@ -1503,7 +1512,7 @@ mod tests {
 
     /// `registry/repository[:tag][@digest]`, the tag only when written.
     fn written(r: &ImageRef) -> String {
-        let mut s = r.name().to_string();
+        let mut s = format!("{}/{}", r.registry(), r.repository());
         if let Some(t) = r.tag().filter(|_| !r.is_implicit_latest()) {
             s += &format!(":{t}");
         }
@@ -1511,6 +1520,25 @@ mod tests {
             s += &format!("@{d}");
         }
         s
+    }
+
+    #[test]
+    fn policies_see_the_default_https_port_as_no_port() {
+        // (input, registry as looked up, name as matched)
+        for (input, registry, name) in [
+            ("b.gbc.io:443/repo", "b.gbc.io:443", "b.gbc.io/repo"),
+            (
+                "Harbor.Example.com:443/evil/x:1",
+                "harbor.example.com:443",
+                "harbor.example.com/evil/x",
+            ),
+            ("[::1]:443/app", "[::1]:443", "[::1]/app"),
+            ("b.gbc.io:8443/repo", "b.gbc.io:8443", "b.gbc.io:8443/repo"),
+            ("docker.io:443/evil/x", "docker.io", "docker.io/evil/x"),
+        ] {
+            let r = ImageRef::parse(input).unwrap();
+            assert_eq!((r.registry(), r.name()), (registry, name), "{input}");
+        }
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub struct ServeConfig {
     pub policies: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// A CA whose client certificates alone may connect (mTLS); reloaded on change.
+    pub client_ca: Option<PathBuf>,
+    /// A plain-HTTP listener for `/healthz`, `/readyz` and `/metrics` only: the
+    /// kubelet's probes carry no client certificate.
+    pub health_listen: Option<SocketAddr>,
     /// How often policy files and the certificate are checked for changes.
     pub reload_interval: Duration,
     /// How long in-flight requests get to finish on shutdown.
@@ -93,6 +98,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /healthz`, `GET /readyz` and `GET /metrics`: what the plain-HTTP health
+/// listener serves (no admission endpoint, no request body).
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .layer(DefaultBodyLimit::max(1024))
+        .with_state(state)
+}
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
@@ -100,6 +116,7 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     reloader: tokio::task::JoinHandle<()>,
+    health: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Loads the policies and the certificate, binds and starts serving. The inspector
@@ -115,8 +132,13 @@ pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running,
         policies = policies.policies.len(),
         "policies loaded"
     );
-    let material = KeyMaterial::read(&config.tls_cert, &config.tls_key)?;
-    let tls = RustlsConfig::from_config(material.server_config(&config.tls_cert, &config.tls_key)?);
+    let client_ca = config.client_ca.as_deref();
+    let material = KeyMaterial::read(&config.tls_cert, &config.tls_key, client_ca)?;
+    let tls = RustlsConfig::from_config(material.server_config(
+        &config.tls_cert,
+        &config.tls_key,
+        client_ca,
+    )?);
 
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
@@ -150,6 +172,24 @@ pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running,
         .handle(handle.clone())
         .serve(app.into_make_service());
     let server = tokio::spawn(server);
+    let health = match config.health_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            tracing::info!(health_addr = %bound, "serving /healthz, /readyz and /metrics over plain HTTP");
+            let app = health_router(state.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the health listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let reloader = tokio::spawn(reload::watch(
         config.clone(),
         state.clone(),
@@ -165,6 +205,7 @@ pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running,
         handle,
         server,
         reloader,
+        health,
     })
 }
 
@@ -173,6 +214,9 @@ impl Running {
     pub async fn shutdown(self, drain: Duration) {
         self.state.ready.store(false, Ordering::SeqCst);
         self.reloader.abort();
+        if let Some(health) = &self.health {
+            health.abort();
+        }
         self.handle.graceful_shutdown(Some(drain));
         match self.server.await {
             Ok(Ok(())) => tracing::info!("drained; bye"),
