@@ -23,7 +23,10 @@
 //! - [`certs`]: CA and serving certificates for the webhook.
 //! - [`unwind`]: panics caught and turned into answers (the handlers, each registry
 //!   lookup), so that no input drops a connection.
-//! - [`cli`]: the command line; the wiring of clients lives in `cli::serve`.
+//! - [`doctor`]: `imagegate doctor`, the pull of one image checked step by step,
+//!   explained with the webhook's own classification.
+//! - [`cli`]: the command line; the wiring of clients lives in `cli::serve` and
+//!   `cli::doctor`.
 
 pub mod admission;
 pub mod certs;
@@ -31,6 +34,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod credentials;
+pub mod doctor;
 pub mod engine;
 pub mod inspector;
 pub mod matching;

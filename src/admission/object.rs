@@ -54,6 +54,37 @@ pub struct Workload {
     pub containers: Vec<ContainerImage>,
     /// The whole pod spec, typed, for the rules that need more than images.
     pub pod_spec: PodSpec,
+    /// What the request may change in the pod spec besides images.
+    pub change: SpecChange,
+}
+
+/// What a request may change in the pod spec, and so what imagegate may patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpecChange {
+    /// Anything: a CREATE, or an UPDATE of a workload's template.
+    #[default]
+    Any,
+    /// Only container images: the API server refuses an UPDATE of a Pod that changes
+    /// other fields, such as `spec.imagePullSecrets` or `spec.affinity`.
+    PodUpdate,
+    /// Only the ephemeral containers: the `pods/ephemeralcontainers` subresource
+    /// (`kubectl debug`).
+    EphemeralContainers,
+}
+
+impl SpecChange {
+    /// Why fields other than images cannot be patched, or `None` when they can.
+    pub fn fixed_because(self) -> Option<&'static str> {
+        match self {
+            SpecChange::Any => None,
+            SpecChange::PodUpdate => {
+                Some("a Pod's spec cannot change after it is created, but for its images")
+            }
+            SpecChange::EphemeralContainers => Some(
+                "a kubectl debug request (pods/ephemeralcontainers) changes only the ephemeral containers",
+            ),
+        }
+    }
 }
 
 /// The object could not be read as the kind it claims to be.
@@ -171,6 +202,7 @@ impl Workload {
             pod_spec_pointer: pointer,
             containers,
             pod_spec,
+            change: SpecChange::Any,
         }))
     }
 
@@ -185,10 +217,12 @@ impl Workload {
         });
     }
 
-    /// Keeps only the ephemeral containers (the `pods/ephemeralcontainers` subresource).
+    /// Keeps only the ephemeral containers (the `pods/ephemeralcontainers` subresource),
+    /// whose request can change nothing else.
     pub fn retain_ephemeral(&mut self) {
         self.containers
             .retain(|c| c.kind == ContainerKind::EphemeralContainer);
+        self.change = SpecChange::EphemeralContainers;
     }
 
     /// `Deployment "web"` / `Pod "debug-x"`, for messages.

@@ -312,17 +312,22 @@ pub fn workload(request: &Request) -> Result<Option<Workload>, Refusal> {
     if ephemeral {
         workload.retain_ephemeral();
     }
-    if request.operation == Operation::Update
-        && let Some(old) = request.old_object.as_ref()
-    {
-        match read(old) {
-            Ok(Some(old)) => workload.retain_changed(&old),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(
-                uid = %request.uid,
-                error = %e,
-                "the oldObject cannot be read; judging every image of the object"
-            ),
+    if request.operation == Operation::Update {
+        // A Pod's spec is immutable but for its images (and a few fields imagegate
+        // does not write).
+        if workload.kind == "Pod" && workload.change == super::SpecChange::Any {
+            workload.change = super::SpecChange::PodUpdate;
+        }
+        if let Some(old) = request.old_object.as_ref() {
+            match read(old) {
+                Ok(Some(old)) => workload.retain_changed(&old),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    uid = %request.uid,
+                    error = %e,
+                    "the oldObject cannot be read; judging every image of the object"
+                ),
+            }
         }
     }
     Ok(Some(workload))
@@ -648,6 +653,45 @@ mod tests {
         let mut cm = pod_request("CREATE", Value::Null, Value::Null, None);
         cm["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
         assert!(workload(&parse(&review(cm)).unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn only_images_may_change_on_a_pod_update_or_an_ephemeral_request() {
+        let old = pod(&[("app", "nginx:1")], &[]);
+        let new = pod(&[("app", "nginx:2")], &[("dbg", "busybox")]);
+        let mut deployment = pod_request("UPDATE", Value::Null, Value::Null, None);
+        deployment["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+        deployment["object"] =
+            json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": new["spec"]}}});
+        deployment["oldObject"] =
+            json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": old["spec"]}}});
+        use crate::admission::SpecChange;
+        // (request, what it may change)
+        let table = [
+            (
+                pod_request("CREATE", new.clone(), Value::Null, None),
+                SpecChange::Any,
+            ),
+            (
+                pod_request("UPDATE", new.clone(), old.clone(), None),
+                SpecChange::PodUpdate,
+            ),
+            (
+                pod_request(
+                    "UPDATE",
+                    new.clone(),
+                    old.clone(),
+                    Some("ephemeralcontainers"),
+                ),
+                SpecChange::EphemeralContainers,
+            ),
+            (deployment, SpecChange::Any),
+        ];
+        for (request, change) in table {
+            let req = parse(&review(request.clone())).unwrap();
+            let w = workload(&req).unwrap().unwrap();
+            assert_eq!(w.change, change, "{request}");
+        }
     }
 
     #[test]

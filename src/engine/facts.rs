@@ -16,6 +16,50 @@ pub struct Facts {
     pub images: HashMap<String, ImageFacts>,
     /// The `kubernetes.io/arch` values of the cluster's Nodes, when known.
     pub node_architectures: Option<BTreeSet<String>>,
+    /// The pull secrets the policies name, and the ServiceAccount's.
+    pub pull_secrets: PullSecretFacts,
+}
+
+/// What the cluster says about the pull secrets the policies name for a workload.
+/// Empty when nothing was gathered (offline, in `imagegate check`): the rules that
+/// read it are then not evaluated.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullSecretFacts {
+    /// The `imagePullSecrets` of the pod's ServiceAccount, read when the pod names
+    /// none (the ServiceAccount admission plugin copies them only into such pods).
+    pub service_account: Option<ServiceAccountSecrets>,
+    /// By Secret name, in the pod's namespace.
+    pub secrets: HashMap<String, SecretFacts>,
+}
+
+/// A ServiceAccount and the pull secret names it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountSecrets {
+    pub name: String,
+    pub secrets: Vec<String>,
+}
+
+/// One Secret as the kubelet would see it. Never its contents: only the `auths`
+/// keys, which name registries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFacts {
+    /// No Secret of that name in the namespace.
+    Missing,
+    /// A Secret of another type (as found; empty when it has none), which the
+    /// kubelet ignores for pulls.
+    WrongType(String),
+    /// Of a docker-config type, but it holds no usable docker config (why).
+    Invalid(String),
+    /// A docker config.
+    DockerConfig {
+        /// The `auths` keys as written, in order.
+        keys: Vec<String>,
+        /// For each image (as written in the pod spec) the `auths` key that
+        /// matches it, as the kubelet matches them; absent when none does.
+        matches: HashMap<String, String>,
+    },
+    /// The Secret could not be read (why): the check fails closed.
+    Unreadable(String),
 }
 
 /// What the registry said about one image.
@@ -58,17 +102,31 @@ pub struct Needs {
     pub images: BTreeMap<String, bool>,
     /// Whether the architectures of the cluster's Nodes are needed.
     pub node_architectures: bool,
+    /// Pull secrets `requirePullSecret` checks, with the images (as written) each
+    /// must have an `auths` entry for.
+    pub pull_secrets: BTreeMap<String, BTreeSet<String>>,
+    /// Whether the ServiceAccount's pull secrets are needed: the pod names none, and
+    /// a policy names a secret for one of its images.
+    pub service_account: bool,
+    /// Pull secrets imagegate adds to the pod (now, or to its Pods when they are
+    /// created), in order: the node will pull with them, so the lookups use them too.
+    pub injected_pull_secrets: Vec<String>,
 }
 
 impl Needs {
     pub fn is_empty(&self) -> bool {
-        self.images.is_empty() && !self.node_architectures
+        self.images.is_empty()
+            && !self.node_architectures
+            && self.pull_secrets.is_empty()
+            && !self.service_account
+            && self.injected_pull_secrets.is_empty()
     }
 }
 
 /// The lookups `decide` will read, so that nothing else is asked of the registry.
 pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
     let mut needs = Needs::default();
+    super::pull_secrets::needs(policies, workload, &mut needs);
     let applicable: Vec<_> = policies
         .policies
         .iter()
@@ -86,13 +144,7 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         // Before any lookup a tag beside a digest is unchecked: govern as widely as
         // the unknown version allows, and skip only what no lookup could admit.
         let version = Version::of(&image, None);
-        let refused = policies.policies.iter().any(|p| {
-            p.mode == Mode::Enforce
-                && p.applies_to_namespace(&workload.namespace)
-                && governs(p, &image, &version)
-                && super::rules::refuses_by_name(p, &image)
-        });
-        if refused {
+        if refused_by_name(policies, workload, &image, &version) {
             continue;
         }
         for policy in applicable.iter().filter(|p| governs(p, &image, &version)) {
@@ -107,6 +159,22 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         }
     }
     needs
+}
+
+/// Whether an Enforce policy refuses `image` on its name alone, whatever a lookup
+/// could say: such an image is never looked up and gets no pull secret.
+pub(super) fn refused_by_name(
+    policies: &PolicySet,
+    workload: &Workload,
+    image: &ImageRef,
+    version: &Version<'_>,
+) -> bool {
+    policies.policies.iter().any(|p| {
+        p.mode == Mode::Enforce
+            && p.applies_to_namespace(&workload.namespace)
+            && governs(p, image, version)
+            && super::rules::refuses_by_name(p, image)
+    })
 }
 
 /// What went wrong when asking a registry about an image. The registry client

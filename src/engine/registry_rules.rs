@@ -174,9 +174,11 @@ impl ArchPlan {
         ]
         .iter()
         .any(|s| s.label() == source);
+        // A request that may change only images cannot get an affinity either.
         if rules.on_mismatch == ArchMismatchAction::AddNodeAffinity
             && !from_pod
             && !supported.is_empty()
+            && ctx.workload.change.fixed_because().is_none()
         {
             if ctx.policy.mode == Mode::Audit {
                 decision.would_mutate.push(format!(

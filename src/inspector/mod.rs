@@ -1,5 +1,11 @@
 //! The inspector gathers facts about a workload's images before the engine runs:
-//! digests, platforms, whether the pull would succeed, and the Nodes' architectures.
+//! digests, platforms, whether the pull would succeed, the Nodes' architectures, and
+//! the pull secrets the policies name (what each holds: its type and `auths` keys,
+//! never its contents) with the ServiceAccount's list.
+//!
+//! Lookups use the credentials the node will use: the pod's pull secrets (or its
+//! ServiceAccount's when it names none), then the ones imagegate adds to it
+//! ([`Needs::injected_pull_secrets`]), then imagegate's own.
 //!
 //! Cost rules, because this is the admission hot path:
 //! - a tag's digest is cached for `tag_ttl` (60 s by default); a failed lookup for
@@ -17,7 +23,7 @@
 //! by `onRegistryError` and cached like any failure, and the caches' coalescing
 //! never sees it (moka would make every waiter retry the panicking init).
 
-mod messages;
+pub mod messages;
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -29,9 +35,12 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use crate::admission::Workload;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PullSecret};
 use crate::credentials::{Credential, DockerConfig, Keyring};
-use crate::engine::{Facts, ImageFacts, LookupFailure, Needs, TagCheck};
+use crate::engine::{
+    Facts, ImageFacts, LookupFailure, Needs, PullSecretFacts, SecretFacts, ServiceAccountSecrets,
+    TagCheck,
+};
 use crate::reference::ImageRef;
 use crate::registry::{FailureKind, ManifestFacts, RegistryClient, RegistryError};
 
@@ -123,6 +132,17 @@ struct Credentials {
     notes: Vec<String>,
 }
 
+impl Credentials {
+    /// What a message about refused `tried` credentials may say.
+    fn context<'a>(&'a self, tried: &'a [Credential]) -> messages::CredentialContext<'a> {
+        messages::CredentialContext {
+            tried,
+            keys: self.keyring.keys(),
+            notes: &self.notes,
+        }
+    }
+}
+
 impl Inspector {
     pub fn new(
         registry: RegistryClient,
@@ -206,8 +226,21 @@ impl Inspector {
                 Err(_) => None,
             }
         };
+        let secrets = async {
+            match tokio::time::timeout_at(until, self.pull_secret_facts(needs, workload)).await {
+                Ok(facts) => facts,
+                Err(_) => late_secrets(needs),
+            }
+        };
         let images = async {
-            let credentials = match tokio::time::timeout_at(until, self.credentials(workload)).await
+            if needs.images.is_empty() {
+                return Vec::new();
+            }
+            let credentials = match tokio::time::timeout_at(
+                until,
+                self.credentials(workload, &needs.injected_pull_secrets),
+            )
+            .await
             {
                 Ok(c) => c,
                 Err(_) => Credentials {
@@ -232,9 +265,58 @@ impl Inspector {
             }))
             .await
         };
-        let (node_architectures, images) = futures::join!(nodes, images);
+        let (node_architectures, images, pull_secrets) = futures::join!(nodes, images, secrets);
         facts.node_architectures = node_architectures;
         facts.images = images.into_iter().collect();
+        facts.pull_secrets = pull_secrets;
+        facts
+    }
+
+    /// What the cluster says about the pull secrets `requirePullSecret` checks, and
+    /// the ServiceAccount's list when the pod names none.
+    async fn pull_secret_facts(&self, needs: &Needs, workload: &Workload) -> PullSecretFacts {
+        let mut facts = PullSecretFacts::default();
+        let ns = workload.namespace.as_str();
+        let Some(cluster) = &self.cluster else {
+            for name in needs.pull_secrets.keys() {
+                facts.secrets.insert(
+                    name.clone(),
+                    SecretFacts::Unreadable(
+                        "imagegate has no Kubernetes API access (serve --kubernetes false, or no in-cluster or KUBECONFIG configuration)".into(),
+                    ),
+                );
+            }
+            return facts;
+        };
+        let sa = async {
+            if !needs.service_account {
+                return None;
+            }
+            let name = service_account_name(workload);
+            match cluster.service_account_pull_secrets(ns, &name).await {
+                Ok(secrets) => Some(ServiceAccountSecrets {
+                    name,
+                    secrets: secrets.as_ref().clone(),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the ServiceAccount's pull secrets");
+                    None
+                }
+            }
+        };
+        let secrets = join_all(needs.pull_secrets.iter().map(|(name, images)| async move {
+            let facts = match cluster.read_pull_secret(ns, name).await {
+                Err(e) => SecretFacts::Unreadable(e.message),
+                Ok(PullSecret::Missing) => SecretFacts::Missing,
+                Ok(PullSecret::WrongType(t)) => SecretFacts::WrongType(t),
+                Ok(PullSecret::Invalid(why)) => SecretFacts::Invalid(why),
+                Ok(PullSecret::Config(config)) => docker_config_facts(&config, images),
+            };
+            (name.clone(), facts)
+        }));
+        let (sa, secrets) = futures::join!(sa, secrets);
+        facts.service_account = sa;
+        facts.secrets = secrets.into_iter().collect();
         facts
     }
 
@@ -305,8 +387,7 @@ impl Inspector {
                 return ImageFacts::Failed(messages::failure(
                     &image,
                     &refused.error,
-                    &refused.tried,
-                    credentials,
+                    &credentials.context(&refused.tried),
                 ));
             }
         };
@@ -340,7 +421,7 @@ impl Inspector {
             },
             Err(e) => {
                 let tried: Vec<Credential> = resolved.credential.iter().cloned().collect();
-                ImageFacts::Failed(messages::failure(&image, &e, &tried, credentials))
+                ImageFacts::Failed(messages::failure(&image, &e, &credentials.context(&tried)))
             }
         }
     }
@@ -406,9 +487,10 @@ impl Inspector {
         Err(refused(image, e, candidates))
     }
 
-    /// The keyring for a workload: its pod's pull secrets, its ServiceAccount's,
-    /// the configured ones, then the docker config file.
-    async fn credentials(&self, workload: &Workload) -> Credentials {
+    /// The keyring for a workload, in the order the node tries them: its pod's pull
+    /// secrets (or, when it names none, its ServiceAccount's), the ones imagegate
+    /// adds to it, then the configured ones and the docker config file.
+    async fn credentials(&self, workload: &Workload, injected: &[String]) -> Credentials {
         let mut keyring = Keyring::default();
         let mut notes = Vec::new();
         let ns = workload.namespace.as_str();
@@ -422,19 +504,17 @@ impl Inspector {
             .collect();
         match &self.cluster {
             None => {
-                if !pod_secrets.is_empty() || !self.config.pull_secrets.is_empty() {
+                if !pod_secrets.is_empty()
+                    || !injected.is_empty()
+                    || !self.config.pull_secrets.is_empty()
+                {
                     notes.push(
                         "pull secrets were not read: imagegate has no Kubernetes API access".into(),
                     );
                 }
             }
             Some(cluster) => {
-                let sa = workload
-                    .pod_spec
-                    .service_account_name
-                    .clone()
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "default".into());
+                let sa = service_account_name(workload);
                 // The ServiceAccount admission plugin copies the ServiceAccount's
                 // pull secrets into a pod only when the pod names none: the node
                 // pulls with one list or the other, never both.
@@ -465,6 +545,18 @@ impl Inspector {
                             format!("ServiceAccount \"{sa}\" imagePullSecret \"{ns}/{n}\""),
                         )
                     }))
+                    .chain(
+                        injected
+                            .iter()
+                            .filter(|n| !pod_secrets.contains(n) && !sa_secrets.contains(n))
+                            .map(|n| {
+                                (
+                                    ns.to_string(),
+                                    n.clone(),
+                                    format!("imagePullSecret \"{ns}/{n}\" (added by imagegate)"),
+                                )
+                            }),
+                    )
                     .chain(self.config.pull_secrets.iter().map(|(sns, n)| {
                         (
                             sns.clone(),
@@ -473,13 +565,23 @@ impl Inspector {
                         )
                     }))
                     .collect::<Vec<_>>();
-                let read =
-                    join_all(wanted.iter().map(|(sns, n, _)| cluster.pull_secret(sns, n))).await;
+                let read = join_all(
+                    wanted
+                        .iter()
+                        .map(|(sns, n, _)| cluster.read_pull_secret(sns, n)),
+                )
+                .await;
                 for ((sns, n, label), result) in wanted.iter().zip(read) {
                     match result {
-                        Ok(Some(config)) => keyring.add(&config, label.clone()),
-                        Ok(None) => notes.push(format!(
-                            "{label} does not exist or is not of type kubernetes.io/dockerconfigjson (Secret \"{sns}/{n}\")"
+                        Ok(PullSecret::Config(config)) => keyring.add(&config, label.clone()),
+                        Ok(PullSecret::Missing) => notes.push(format!(
+                            "{label} does not exist (Secret \"{sns}/{n}\")"
+                        )),
+                        Ok(PullSecret::WrongType(t)) => notes.push(format!(
+                            "{label} is of type {t:?}, not kubernetes.io/dockerconfigjson, so the kubelet ignores it (Secret \"{sns}/{n}\")"
+                        )),
+                        Ok(PullSecret::Invalid(why)) => notes.push(format!(
+                            "{label} holds no usable docker config: {why} (Secret \"{sns}/{n}\")"
                         )),
                         Err(e) => notes.push(e.to_string()),
                     }
@@ -490,6 +592,56 @@ impl Inspector {
             keyring.add(config, format!("docker config {}", path.display()));
         }
         Credentials { keyring, notes }
+    }
+}
+
+/// The ServiceAccount the pod runs as.
+fn service_account_name(workload: &Workload) -> String {
+    workload
+        .pod_spec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// The `auths` keys of a pull secret and, for each image, the key that matches it
+/// as the kubelet matches them. Never a username or password.
+pub(crate) fn docker_config_facts(
+    config: &DockerConfig,
+    images: &std::collections::BTreeSet<String>,
+) -> SecretFacts {
+    let mut keyring = Keyring::default();
+    keyring.add(config, "");
+    let matches = images
+        .iter()
+        .filter_map(|written| {
+            let image = ImageRef::parse_cached(written).ok()?;
+            let first = keyring
+                .lookup(image.registry(), image.repository())
+                .into_iter()
+                .next()?;
+            Some((written.clone(), first.key))
+        })
+        .collect();
+    SecretFacts::DockerConfig {
+        keys: config.entries().iter().map(|e| e.key.clone()).collect(),
+        matches,
+    }
+}
+
+/// The secrets still being read when the admission deadline passed.
+fn late_secrets(needs: &Needs) -> PullSecretFacts {
+    PullSecretFacts {
+        service_account: None,
+        secrets: needs
+            .pull_secrets
+            .keys()
+            .map(|n| {
+                let why = "reading it took longer than the admission deadline".to_string();
+                (n.clone(), SecretFacts::Unreadable(why))
+            })
+            .collect(),
     }
 }
 

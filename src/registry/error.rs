@@ -185,34 +185,45 @@ fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
+/// The class of a TLS error: an unknown authority, a certificate for another name,
+/// or another TLS failure.
+pub fn classify_tls(err: &rustls::Error) -> FailureKind {
+    match err {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            FailureKind::TlsUnknownAuthority
+        }
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. },
+        ) => FailureKind::TlsWrongName,
+        _ => FailureKind::Tls,
+    }
+}
+
+/// The class of an I/O error on a connection: refused, timed out, or another.
+pub fn classify_io(err: &std::io::Error) -> Option<FailureKind> {
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => Some(FailureKind::ConnectionRefused),
+        std::io::ErrorKind::TimedOut => Some(FailureKind::Timeout),
+        _ => None,
+    }
+}
+
 /// Reads the transport error's chain for the TLS, connection and DNS causes.
 fn classify_transport(err: &reqwest::Error) -> FailureKind {
     if err.is_timeout() {
         return FailureKind::Timeout;
     }
     if let Some(tls) = err.source().and_then(find::<rustls::Error>) {
-        return match tls {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-                FailureKind::TlsUnknownAuthority
-            }
-            rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. },
-            ) => FailureKind::TlsWrongName,
-            _ => FailureKind::Tls,
-        };
+        return classify_tls(tls);
     }
     if err.source().and_then(find::<LookupFailed>).is_some() {
         return FailureKind::Dns;
     }
     let mut source = err.source();
     while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return FailureKind::ConnectionRefused,
-                std::io::ErrorKind::TimedOut => return FailureKind::Timeout,
-                _ => {}
-            }
+        if let Some(kind) = e.downcast_ref::<std::io::Error>().and_then(classify_io) {
+            return kind;
         }
         source = e.source();
     }

@@ -57,7 +57,10 @@ use sha2::Digest as _;
 use tokio::sync::Semaphore;
 
 pub use crate::engine::ManifestFacts;
-pub use error::{DETAIL_CHARS, FailureKind, RegistryError, chain, human_bytes, sanitize};
+pub use error::{
+    DETAIL_CHARS, FailureKind, RegistryError, chain, classify_io, classify_tls, human_bytes,
+    sanitize,
+};
 pub use manifest::{ACCEPT, Descriptor, Parsed};
 pub use net::AddressPolicy;
 
