@@ -28,6 +28,8 @@
 //! - [`cli`]: the command line; the wiring of clients lives in `cli::serve` and
 //!   `cli::doctor`.
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 pub mod certs;
 pub mod cli;
