@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long fuzz run: every target of tests/fuzz.rs, optimized, with CASES inputs
-# per target (the signature target a quarter of that). The default, 1,700,000,
-# gives 6 x 1.7M + 425k = 10.6 million inputs in all. Prints each target's count
+# per target (the signature and pull-secret targets a quarter of that). The default, 1,700,000,
+# gives 6 x 1.7M + 2 x 425k = 11 million inputs in all. Prints each target's count
 # and rate, then the total. A failure is shrunk and printed, and the script fails.
 #
 # Usage: scripts/fuzz-long.sh [CASES]     (THREADS=N: test threads, default 2)

@@ -31,6 +31,12 @@
 //!   `null` entries), then mutated. A valid one gives back exactly its entries;
 //!   no error message, `Debug` output or credential description ever contains a
 //!   password; keyring lookups on generated images never panic.
+//! - `pull_secrets`: Secrets of every type, with and without the data key their
+//!   type needs, holding generated (and mutated) docker configs, read through
+//!   `imagegate::cluster::Cluster` from a local server that serves the API's JSON:
+//!   classified as the kubelet reads them (missing, wrong type, invalid, config),
+//!   the config exactly what the parser makes of the bytes, and no reason ever
+//!   contains a password.
 //! - `manifests`: OCI and Docker manifests and indexes with generated descriptors
 //!   and `Content-Type` headers, judged against a model of the rules (accepted
 //!   media type, schemaVersion 2, digests and sizes), then mutated.
@@ -41,7 +47,8 @@
 //!   is unchanged; garbage never verifies; nothing panics.
 //!
 //! Each target runs `IMAGEGATE_FUZZ_CASES` inputs (default 512; the signature
-//! targets a quarter of that, since each input is a signature verification), and
+//! and pull-secret targets a quarter of that: each input is a signature
+//! verification or an API round trip), and
 //! prints `fuzz-stats target=... inputs=... seconds=...` (`--nocapture` shows it;
 //! `scripts/fuzz-long.sh` sums them). A failure is shrunk to a small input and
 //! printed. Any finding is fixed in its own commit with a regression test beside
@@ -2368,6 +2375,135 @@ fn signatures() {
                 "a bundle whose signed parts changed verified: {}",
                 String::from_utf8_lossy(&b.bytes)
             );
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Pull secrets, read through the Kubernetes API
+// ---------------------------------------------------------------------------
+
+#[path = "support/kube.rs"]
+#[allow(dead_code)]
+mod kube_support;
+
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    api: kube_support::FakeApiServer,
+    cluster: imagegate::cluster::Cluster,
+    next: std::sync::atomic::AtomicU64,
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (api, cluster) = runtime.block_on(async {
+            let api = kube_support::FakeApiServer::start().await;
+            let cluster = imagegate::cluster::Cluster::new(api.client(), Duration::from_secs(600));
+            (api, cluster)
+        });
+        Cluster {
+            runtime,
+            api,
+            cluster,
+            next: Default::default(),
+        }
+    })
+}
+
+#[derive(Debug, Clone)]
+struct SecretCase {
+    /// `None`: no Secret of that name.
+    secret: Option<(&'static str, &'static str)>,
+    config: ConfigCase,
+}
+
+fn secret_case() -> impl Strategy<Value = SecretCase> {
+    let types = prop::sample::select(vec![
+        "kubernetes.io/dockerconfigjson",
+        "kubernetes.io/dockerconfigjson",
+        "kubernetes.io/dockercfg",
+        "Opaque",
+        "kubernetes.io/basic-auth",
+        "",
+        "kubernetes.io/DockerConfigJson",
+    ]);
+    let keys = prop::sample::select(vec![".dockerconfigjson", ".dockercfg", "config.json", ""]);
+    (prop::option::weighted(0.9, (types, keys)), config_case())
+        .prop_map(|(secret, config)| SecretCase { secret, config })
+}
+
+#[test]
+fn pull_secrets() {
+    use imagegate::cluster::PullSecret;
+    fuzz("pull_secrets", 4, secret_case(), |case| {
+        let c = cluster();
+        let name = format!(
+            "s{}",
+            c.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let bytes = apply_bytes(
+            serde_json::to_vec(&case.config.json()).unwrap(),
+            &case.config.edits,
+        );
+        if let Some((type_, key)) = case.secret {
+            c.api.add_secret("team", &name, type_, &[(key, &bytes)]);
+        }
+        let read = c
+            .runtime
+            .block_on(c.cluster.read_pull_secret("team", &name))
+            .map_err(|e| TestCaseError::fail(format!("the read failed: {e:?}")))?;
+        let passwords: Vec<&str> = case
+            .config
+            .entries
+            .iter()
+            .map(|e| e.password.as_str())
+            .collect();
+        let expected_key = match case.secret {
+            None => None,
+            Some(("kubernetes.io/dockerconfigjson", _)) => Some(".dockerconfigjson"),
+            Some(("kubernetes.io/dockercfg", _)) => Some(".dockercfg"),
+            Some(_) => Some(""),
+        };
+        match (&read, expected_key, case.secret) {
+            (PullSecret::Missing, None, _) => {}
+            (PullSecret::WrongType(t), Some(""), Some((type_, _))) => {
+                prop_assert_eq!(t.as_str(), type_)
+            }
+            (PullSecret::Invalid(why), Some(k), Some((_, key))) if !k.is_empty() => {
+                prop_assert!(!why.trim().is_empty());
+                prop_assert!(
+                    passwords.iter().all(|p| !why.contains(p)),
+                    "the reason leaks a password: {why}"
+                );
+                prop_assert!(
+                    k != key || imagegate::credentials::parse_docker_config(&bytes).is_err(),
+                    "{why}"
+                );
+            }
+            (PullSecret::Config(config), Some(k), Some((_, key))) if k == key => {
+                let direct = imagegate::credentials::parse_docker_config(&bytes)
+                    .map_err(|e| TestCaseError::fail(format!("read as a config, but: {e}")))?;
+                prop_assert_eq!(config.entries(), direct.entries());
+            }
+            (read, k, s) => {
+                let shown = match read {
+                    PullSecret::Missing => "Missing".to_string(),
+                    PullSecret::WrongType(t) => format!("WrongType({t:?})"),
+                    PullSecret::Invalid(why) => format!("Invalid({why:?})"),
+                    PullSecret::Config(_) => "Config".to_string(),
+                };
+                return Err(TestCaseError::fail(format!(
+                    "secret {s:?} (key for its type {k:?}) read as {shown}"
+                )));
+            }
         }
         Ok(())
     });
