@@ -51,8 +51,9 @@
 //! verification or an API round trip), and
 //! prints `fuzz-stats target=... inputs=... seconds=...` (`--nocapture` shows it;
 //! `scripts/fuzz-long.sh` sums them). A failure is shrunk to a small input and
-//! printed. Any finding is fixed in its own commit with a regression test beside
-//! the code.
+//! printed with the run's seed (`IMAGEGATE_FUZZ_SEED=<seed>` replays it; each run
+//! takes a new one). Any finding is fixed in its own commit with a regression test
+//! beside the code.
 
 #[path = "../src/signature/testing.rs"]
 #[allow(dead_code, clippy::all)]
@@ -92,22 +93,45 @@ fn fuzz<S>(
     S::Value: Debug,
 {
     let cases = cases(divisor);
-    let mut runner = TestRunner::new(Config {
+    // A new seed each run (more inputs over time), or IMAGEGATE_FUZZ_SEED to replay
+    // the run a failure printed.
+    let seed = std::env::var("IMAGEGATE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            now.as_nanos() as u64 ^ u64::from(std::process::id())
+        });
+    let mut bytes = [0u8; 32];
+    let mixed = target.bytes().fold(seed, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&mixed.rotate_left(i as u32 * 16).to_le_bytes());
+    }
+    let config = Config {
         cases,
         failure_persistence: None,
         max_shrink_iters: 4096,
         max_shrink_time: 60_000,
         ..Config::default()
-    });
+    };
+    let rng = proptest::test_runner::TestRng::from_seed(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+        &bytes,
+    );
+    let mut runner = TestRunner::new_with_rng(config, rng);
     let started = Instant::now();
     let result = runner.run(&strategy, test);
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "fuzz-stats target={target} inputs={cases} seconds={seconds:.2} rate={:.0}/s",
+        "fuzz-stats target={target} inputs={cases} seconds={seconds:.2} rate={:.0}/s seed={seed}",
         f64::from(cases) / seconds.max(1e-9)
     );
     if let Err(e) = result {
-        panic!("fuzz target {target} failed: {e}");
+        panic!("fuzz target {target} failed (replay: IMAGEGATE_FUZZ_SEED={seed}): {e}");
     }
 }
 
