@@ -268,6 +268,14 @@ fn parse(input: &str, suggest: bool) -> Result<ImageRef, ReferenceError> {
             ));
         }
     };
+    // The digest before the length: a runtime that accepts the length (v0.6.0
+    // counts the path only) still refuses an invalid digest, and the error must say
+    // so (`runtime_refuses`), not blame the length alone.
+    let tag = parts.tag.map(|r| &full[r.0..r.1]);
+    let digest = parts.digest.map(|r| &full[r.0..r.1]);
+    if let Some(d) = digest {
+        validate_digest(d)?;
+    }
     let runtime_name = &full[..parts.name_end];
     let path_len = match parts.domain_len {
         Some(d) => runtime_name.len() - d - 1,
@@ -278,11 +286,6 @@ fn parse(input: &str, suggest: bool) -> Result<ImageRef, ReferenceError> {
             len: runtime_name.len(),
             path_len,
         });
-    }
-    let tag = parts.tag.map(|r| &full[r.0..r.1]);
-    let digest = parts.digest.map(|r| &full[r.0..r.1]);
-    if let Some(d) = digest {
-        validate_digest(d)?;
     }
 
     // A first component that is a host only because of its uppercase letters
@@ -1655,6 +1658,22 @@ mod tests {
             let r = ImageRef::parse(ok).unwrap();
             assert_eq!(ImageRef::parse(&r.to_string()).unwrap().name(), r.name());
         }
+    }
+
+    /// Regression (tests/fuzz.rs): a name too long for older runtimes only, with an
+    /// invalid digest, was refused as too long (a deliberate refusal, "the runtime
+    /// accepts it"), though every runtime refuses the digest.
+    #[test]
+    fn an_invalid_digest_is_named_before_a_length_only_older_runtimes_refuse() {
+        let long = format!("a/{}", "b".repeat(250));
+        let upper = format!("{long}@sha256:{}", "A".repeat(64));
+        let e = ImageRef::parse(&upper).unwrap_err();
+        assert!(matches!(e, ReferenceError::Digest(_)), "{e:?}");
+        assert!(e.runtime_refuses());
+        let valid = format!("{long}@sha256:{}", "a".repeat(64));
+        let e = ImageRef::parse(&valid).unwrap_err();
+        assert!(matches!(e, ReferenceError::TooLong { .. }), "{e:?}");
+        assert!(!e.runtime_refuses());
     }
 
     #[test]
