@@ -1,12 +1,17 @@
 //! The webhook's own configuration file (`serve --config`): how to reach
-//! registries, where pull credentials come from, caching and the deadline.
-//! Strict like the policy files: unknown fields are refused.
+//! registries, where pull credentials come from, which registries the nodes see
+//! differently, caching and the deadline. Strict like the policy files: unknown
+//! fields are refused. `serve` polls the file, its `caFile`s and its
+//! `dockerConfig`, and reloads them like the policies (the last good configuration
+//! stays in force when a change is invalid).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
+use crate::credentials::RegistryPattern;
 use crate::inspector::InspectorConfig;
 use crate::registry::{RegistryConfig, RegistrySettings};
 
@@ -41,6 +46,18 @@ pub struct WebhookConfig {
     /// Concurrent requests per registry. Default 16.
     #[serde(default)]
     pub max_concurrent_per_registry: Option<usize>,
+    /// Registries the nodes pull with credentials imagegate cannot see (a kubelet
+    /// credential provider for ECR, GAR or ACR, the node's own `config.json`),
+    /// written like `auths` keys (`*.dkr.ecr.*.amazonaws.com`, `harbor.example.com`,
+    /// `harbor.example.com/team`). For them `unauthorized` and `manifest unknown`
+    /// follow the policy's `onRegistryError`, with a message that says why.
+    #[serde(default)]
+    pub node_credentials: Vec<Spanned<String>>,
+    /// Registries the nodes' container runtime pulls through a mirror (containerd
+    /// `hosts.toml`), which may hold images or grant access the registry itself
+    /// does not: the same as `nodeCredentials`, with its own message.
+    #[serde(default)]
+    pub mirrors: Vec<Spanned<String>>,
 }
 
 /// How to reach one registry.
@@ -76,13 +93,18 @@ pub struct Settings {
     pub inspector: InspectorConfig,
     pub deadline: Duration,
     pub kubernetes_cache: Duration,
+    /// The files these settings were read from: the configuration file, then the
+    /// `caFile`s and the `dockerConfig` it names. A reload watches them.
+    pub files: Vec<PathBuf>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        WebhookConfig::default()
+        let mut settings = WebhookConfig::default()
             .settings(Path::new("."))
-            .expect("the default configuration is valid")
+            .expect("the default configuration is valid");
+        settings.files.clear();
+        settings
     }
 }
 
@@ -108,7 +130,9 @@ impl WebhookConfig {
             message,
         };
         let mut registries = Vec::new();
+        let mut ca_files = Vec::new();
         for r in self.registries {
+            ca_files.push(r.ca_file.clone());
             let ca_pem = match &r.ca_file {
                 Some(file) => Some(std::fs::read(file).map_err(|e| ConfigError::Read {
                     path: file.display().to_string(),
@@ -128,6 +152,30 @@ impl WebhookConfig {
                 insecure: r.insecure,
             });
         }
+        let mut files = vec![path.to_path_buf()];
+        files.extend(ca_files.into_iter().flatten());
+        files.extend(self.docker_config.iter().cloned());
+        let patterns = |field: &str, list: &[Spanned<String>]| {
+            let mut out = Vec::new();
+            for (i, p) in list.iter().enumerate() {
+                match RegistryPattern::parse(&p.value) {
+                    Some(pattern) => out.push(pattern),
+                    None => {
+                        return Err(ConfigError::Invalid {
+                            path: path.display().to_string(),
+                            line: p.referenced.line(),
+                            message: format!(
+                                "{field}[{i}]: `{}` is not a registry pattern: write a host, optionally with globs per label, a port and a path (`*.dkr.ecr.*.amazonaws.com`, `harbor.example.com:8443/team`)",
+                                p.value
+                            ),
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let node_credentials = patterns("nodeCredentials", &self.node_credentials)?;
+        let mirrors = patterns("mirrors", &self.mirrors)?;
         let mut pull_secrets = Vec::new();
         for s in self.pull_secrets {
             match s.split_once('/') {
@@ -151,9 +199,12 @@ impl WebhookConfig {
                 failure_ttl: secs(self.failure_ttl_seconds, 10.0),
                 pull_secrets,
                 docker_config: self.docker_config,
+                node_credentials,
+                mirrors,
             },
             deadline: secs(self.deadline_seconds, 8.0),
             kubernetes_cache: secs(self.kubernetes_cache_seconds, 30.0),
+            files,
         })
     }
 }

@@ -14,6 +14,8 @@
 //! - [`credentials`]: docker config files and the kubelet's `auths` matching.
 //! - [`platform`]: containerd's platform matching; where a pod may run.
 //! - [`cluster`]: the one door to the Kubernetes API (Secrets, ServiceAccounts, Nodes).
+//! - [`telemetry`]: the cache and lookup measurements the async side takes and the
+//!   server renders.
 //! - [`config`]: the webhook's configuration file (`serve --config`).
 //! - [`server`]: the HTTPS webhook (axum + rustls), reloads, metrics.
 //! - [`certs`]: CA and serving certificates for the webhook.
@@ -33,3 +35,4 @@ pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod telemetry;

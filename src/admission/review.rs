@@ -104,11 +104,13 @@ pub fn workload(request: &Request) -> Result<Option<Workload>, ReviewError> {
     if ephemeral {
         workload.retain_ephemeral();
     }
-    if request.operation == Operation::Update
-        && let Some(old) = request.old_object.as_ref()
-        && let Some(old) = read(old)?
-    {
-        workload.retain_changed(&old);
+    if request.operation == Operation::Update {
+        workload.is_update = true;
+        if let Some(old) = request.old_object.as_ref()
+            && let Some(old) = read(old)?
+        {
+            workload.retain_changed(&old);
+        }
     }
     Ok(Some(workload))
 }

@@ -15,7 +15,8 @@ use crate::policy::{Mode, Policy, PolicySet};
 use crate::reference::ImageRef;
 
 pub use facts::{
-    Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, TagCheck, needs,
+    ClusterNodes, Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, NodeView,
+    TagCheck, needs,
 };
 pub use rules::Rule;
 
@@ -65,6 +66,9 @@ pub struct Decision {
     /// webhook, which sees the object after every mutation, treats them as
     /// violations: if they are still there, the patch never landed.
     pub unless_mutated: Vec<Violation>,
+    /// What was deliberately not checked, and why (`imagePullPolicy: Never`), for
+    /// the audit annotations of the validating webhook.
+    pub not_checked: Vec<String>,
 }
 
 impl Decision {
@@ -140,12 +144,15 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         };
         let version = Version::of(&image, facts.images.get(&container.image));
         let mut pinned = false;
+        let mut unpulled = Vec::new();
         for policy in &applicable {
             if !governs(policy, &image, &version) {
                 continue;
             }
             let mut found = rules::check(policy, &image, &version);
-            if policy.needs_registry() {
+            if policy.needs_registry() && container.never_pulled {
+                unpulled.push(policy.name.as_str());
+            } else if policy.needs_registry() {
                 let ctx = registry_rules::Context {
                     policy,
                     workload,
@@ -174,6 +181,16 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
                     message,
                 });
             }
+        }
+        if !unpulled.is_empty() {
+            decision.not_checked.push(format!(
+                "{} \"{}\" image \"{}\": imagePullPolicy: Never, so the registry was not asked (no pull pre-flight, pinning or architecture check): the image must already be on the node [polic{} {}]",
+                container.kind.noun(),
+                container.name,
+                container.image,
+                if unpulled.len() == 1 { "y" } else { "ies" },
+                unpulled.join(", ")
+            ));
         }
     }
     arch.finish(workload, &mut decision);
