@@ -198,6 +198,11 @@ impl Inspector {
         self
     }
 
+    /// Where this inspector counts.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
     /// Gathers what `needs` asks for, within `deadline`.
     pub async fn gather(&self, needs: &Needs, workload: &Workload, deadline: Duration) -> Facts {
         let mut facts = Facts::default();

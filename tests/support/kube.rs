@@ -27,6 +27,7 @@ struct Objects {
     nodes: Vec<Value>,
     requests: Vec<String>,
     delay: Duration,
+    node_delay: Duration,
 }
 
 #[derive(Clone)]
@@ -133,6 +134,11 @@ impl FakeApiServer {
         self.objects.lock().unwrap().delay = delay;
     }
 
+    /// Node lists wait this long (on top of [`FakeApiServer::set_delay`]).
+    pub fn set_node_delay(&self, delay: Duration) {
+        self.objects.lock().unwrap().node_delay = delay;
+    }
+
     /// Requests served, as `GET /path`.
     pub fn requests(&self) -> Vec<String> {
         self.objects.lock().unwrap().requests.clone()
@@ -226,6 +232,8 @@ async fn service_account(
 
 async fn nodes(State(o): State<Arc<Mutex<Objects>>>, Query(q): Query<ListQuery>) -> Response {
     delay(&o).await;
+    let node_delay = o.lock().unwrap().node_delay;
+    tokio::time::sleep(node_delay).await;
     let mut o = o.lock().unwrap();
     let start: usize = q.continue_.as_deref().map_or(0, |c| c.parse().unwrap());
     o.requests.push(format!(
