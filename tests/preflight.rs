@@ -928,7 +928,7 @@ async fn node_credential_and_mirrored_registries_follow_on_registry_error() {
             .collect()
     };
     let config = InspectorConfig {
-        node_credentials: patterns(&[host.clone()]),
+        node_credentials: patterns(std::slice::from_ref(&host)),
         mirrors: patterns(&[plain.host()]),
         ..InspectorConfig::default()
     };
