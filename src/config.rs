@@ -146,8 +146,11 @@ impl WebhookConfig {
                     r.host
                 )));
             }
+            // Named as image references name their registry, so that the two meet.
+            let host = crate::reference::normalize_host(&r.host)
+                .map_err(|e| invalid(format!("registries[].host {}: {e}", r.host)))?;
             registries.push(RegistrySettings {
-                host: r.host.to_ascii_lowercase(),
+                host,
                 ca_pem,
                 insecure: r.insecure,
             });

@@ -328,6 +328,73 @@ async fn manifest_unknown_and_connection_refused_and_dns() {
     }
 }
 
+/// An IPv6 literal host reaches the registry client whole: `[::1]:PORT/...` is looked
+/// up on a real registry listening on the IPv6 loopback only; its other spellings are
+/// refused before any request; a port nobody listens on is a refused connection.
+#[tokio::test]
+async fn ipv6_hosts_are_looked_up_on_the_ipv6_loopback() {
+    let registry = Registry::start_ipv6(Kind::Plain).await;
+    let host = registry.host();
+    assert_eq!(host, format!("[::1]:{}", registry.port()));
+    let digest = images::push_amd64(&registry, "team/app:v1").await;
+    let gate = Gate::simple(vec![
+        settings_for(&registry, false),
+        RegistrySettings {
+            host: "[::1]:9".into(),
+            insecure: true,
+            ca_pem: None,
+        },
+    ]);
+    let image = registry.reference("team/app:v1");
+    registry.reset_counts();
+    let (d, _) = gate.admit(&pod(&[&image], None)).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert_eq!(registry.count("HEAD", "/v2/team/app/manifests/v1"), 1);
+    let facts = gate.facts(&image).await;
+    assert!(matches!(&facts.images[&image], ImageFacts::Found { digest: d, .. } if *d == digest));
+
+    // (image, fragments of the message); none of them reaches the registry.
+    registry.reset_counts();
+    let port = registry.port();
+    let table: Vec<(String, Vec<String>)> = vec![
+        (
+            registry.reference("team/app:v2"),
+            vec![format!(
+                "manifest unknown: {host} has no {host}/team/app:v2"
+            )],
+        ),
+        (
+            format!("[0:0:0:0:0:0:0:1]:{port}/team/app:v1"),
+            vec!["write the IPv6 address in its canonical form, `[::1]`".into()],
+        ),
+        (
+            format!("[::1]:0{port}/team/app:v1"),
+            vec![format!("has a leading zero: write `{port}`")],
+        ),
+        (
+            "[::1]:9/team/app:v1".into(),
+            vec!["connection refused: nothing answers at [::1]:9".into()],
+        ),
+    ];
+    for (image, fragments) in table {
+        let msg = gate.deny(&image).await;
+        for f in fragments {
+            assert!(msg.contains(&f), "{image}: {msg}\nlacks {f}");
+        }
+    }
+    // Only the missing tag was asked for; the other spellings never left imagegate.
+    let requests = registry.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|(_, uri)| uri == "/v2/team/app/manifests/v2")
+            && requests
+                .iter()
+                .all(|(_, uri)| uri == "/v2/" || uri == "/v2/team/app/manifests/v2"),
+        "{requests:?}"
+    );
+}
+
 #[tokio::test]
 async fn tls_unknown_authority_and_missing_ip_san() {
     let tls = Registry::start(Kind::Tls).await;

@@ -131,7 +131,8 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         let image = match ImageRef::parse_cached(&container.image) {
             Ok(image) => image,
             Err(e) => {
-                // The pod would end in InvalidImageName whatever the policies say.
+                // The pod would end in InvalidImageName whatever the policies say, or
+                // the reference is one imagegate refuses on purpose (an image ID).
                 decision.violations.push(Violation {
                     policy: BUILTIN_POLICY.into(),
                     mode: Mode::Enforce,

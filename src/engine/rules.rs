@@ -45,7 +45,11 @@ impl fmt::Display for Rule {
 }
 
 pub(super) fn invalid_reference(e: &ReferenceError) -> String {
-    format!("not a valid image reference: {e}; the pod would fail with InvalidImageName")
+    if e.runtime_refuses() {
+        format!("not a valid image reference: {e}; the pod would fail with InvalidImageName")
+    } else {
+        format!("image reference refused: {e}")
+    }
 }
 
 /// Whether `policy` refuses `image` for where it comes from (its registry or name),

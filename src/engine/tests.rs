@@ -215,6 +215,27 @@ fn messages_tell_the_user_what_to_do() {
             "Harbor.example.com/App",
             &["repository name must be lowercase", "InvalidImageName"],
         ),
+        (
+            "dev",
+            "INDEX.DOCKER.IO/library/vulnerable-image:2",
+            &["docker.io/library/vulnerable-image is blocked (pattern \"vulnerable-image:*\")"],
+        ),
+        (
+            "dev",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            &[
+                "image reference refused: this is an image ID",
+                "name the image as `registry/repository@sha256:<digest>`",
+            ],
+        ),
+        (
+            "dev",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            &[
+                "not a valid image reference: this is an image ID",
+                "InvalidImageName",
+            ],
+        ),
     ];
     for (ns, image, fragments) in table {
         let w = pod(ns, image);

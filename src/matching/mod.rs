@@ -8,7 +8,9 @@
 
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
-use crate::reference::ImageRef;
+use crate::reference::{
+    ImageRef, ReferenceError, is_docker_hub_alias, normalize_host, without_default_port,
+};
 
 /// Why a pattern was refused. Each message says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -297,7 +299,7 @@ fn normalize(source: &str, kind: PatternKind) -> Result<(String, Option<String>)
             if let Some((_, tag)) = split_tag(path) {
                 return Err(PatternError::TagNotAllowed(tag.to_string()));
             }
-            (Some(fold_host(host)), path.to_string(), None)
+            (Some(fold_host(host)?), path.to_string(), None)
         }
         PatternKind::Image => {
             let (name, tag) = match split_tag(source) {
@@ -323,7 +325,7 @@ fn normalize(source: &str, kind: PatternKind) -> Result<(String, Option<String>)
                 // A wildcard in the registry position spans registries.
                 _ if first == "*" || first == "**" => (None, name.to_string(), tag),
                 Some((first, rest)) if is_host_like(first) => {
-                    let host = fold_host(first);
+                    let host = fold_host(first)?;
                     let path = if host == "docker.io" && is_single_segment(rest) {
                         format!("library/{rest}")
                     } else {
@@ -467,12 +469,33 @@ fn is_single_segment(path: &str) -> bool {
     !path.contains('/') && !path.contains("**")
 }
 
-fn fold_host(host: &str) -> String {
+/// The host of a pattern as images name theirs (see `crate::reference`): lowercase,
+/// and Docker Hub by any of its names (`index.docker.io`, `registry-1.docker.io`,
+/// with or without `:443`) is `docker.io`. A host without glob characters, and every
+/// IPv6 literal, is checked as an image's is: another spelling of an address or a
+/// port (`[2001:db8:0::1]`, `:05000`) would match no image, since images must use
+/// the canonical one.
+fn fold_host(host: &str) -> Result<String, PatternError> {
+    if host.starts_with('[') || !host.contains(['*', '?', '[', ']', '{', '}', ',', '\\']) {
+        return normalize_host(host)
+            .map(|h| without_default_port(&h).to_string())
+            .map_err(|e| PatternError::Unmatchable {
+                glob: host.to_string(),
+                reason: match e {
+                    ReferenceError::Host(detail) => detail,
+                    e => e.to_string(),
+                },
+            });
+    }
     let host = host.to_ascii_lowercase();
-    if host == "index.docker.io" {
-        "docker.io".to_string()
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host.as_str(), None),
+    };
+    if is_docker_hub_alias(name) && matches!(port, None | Some("443")) {
+        Ok("docker.io".to_string())
     } else {
-        host
+        Ok(without_default_port(&host).to_string())
     }
 }
 
@@ -629,7 +652,11 @@ mod tests {
             ("**/nginx", Image, "ghcr.io/nginx", true),
             ("*/library/nginx", Image, "nginx", true),
             ("myregistry.io/**", Image, "myregistry.io.evil.com/x", false),
-            ("myregistry.io/**", Image, "myregistry.io:443/x", false),
+            // :443 is where HTTPS goes anyway: the same registry.
+            ("myregistry.io/**", Image, "myregistry.io:443/x", true),
+            ("myregistry.io:443/**", Image, "myregistry.io/x", true),
+            ("myregistry.io", Registry, "myregistry.io:443/x", true),
+            ("myregistry.io/**", Image, "myregistry.io:8443/x", false),
             // Registry patterns.
             ("myregistry.io", Registry, "myregistry.io/x", true),
             ("myregistry.io", Registry, "myregistry.io.evil.com/x", false),
@@ -668,7 +695,30 @@ mod tests {
             ),
             ("registry.k8s.io/**", Registry, "k8s.gcr.io/pause", false),
             ("harbor:8443", Registry, "harbor:8443/p/a", true),
-            ("harbor:8443", Registry, "harbor:84430/p/a", false),
+            ("harbor:844", Registry, "harbor:8443/p/a", false),
+            ("harbor.example.com", Registry, "HARBOR.example.com/x", true),
+            // Docker Hub by any of its names, in images and in patterns.
+            ("evil/**", Image, "INDEX.DOCKER.IO/evil/x:1", true),
+            ("evil/**", Image, "Index.Docker.io/evil/x:1", true),
+            ("evil/**", Image, "registry-1.docker.io/evil/x", true),
+            ("evil/**", Image, "docker.io:443/evil/x", true),
+            ("nginx", Image, "DOCKER.IO/nginx", true),
+            ("registry-1.docker.io/**", Image, "nginx", true),
+            ("INDEX.DOCKER.IO/evil/*", Image, "evil/x", true),
+            ("docker.io:443", Registry, "nginx", true),
+            ("docker.io", Registry, "docker.io:5000/x", false),
+            // An uppercase first component is a registry host in an image.
+            ("foo/bar", Image, "Foo/bar", false),
+            ("foo", Registry, "Foo/bar", true),
+            ("docker.io", Registry, "Foo/bar", false),
+            // IPv6 hosts are literal, never glob classes.
+            ("[::1]:5000/**", Image, "[::1]:5000/app", true),
+            ("[::1]:5000", Registry, "[::1]:5000/app", true),
+            ("[::1]:5000", Registry, "1:5000/app", false),
+            ("[::1]:5000", Registry, "[::2]:5000/app", false),
+            ("[2001:DB8::1]/**", Image, "[2001:db8::1]/r", true),
+            ("[2001:db8::1]/**", Image, "[2001:db8::2]/r", false),
+            ("[2001:db8::1]/r:v*", Image, "[2001:db8::1]/r:v1", true),
         ];
         for (pattern, kind, image, expected) in table {
             let p =
@@ -742,6 +792,14 @@ mod tests {
             ("nginx:v1/2", Image, "the port `v1` is not a number"),
             ("nginx:v1+2", Image, "`+` never appears in a tag"),
             ("[zz::1]:5000/app", Image, "not an IPv6 address"),
+            // Another spelling of an address or a port: images must use the canonical one.
+            (
+                "[2001:db8:0::1]/**",
+                Image,
+                "can match no image: write the IPv6 address in its canonical form, `[2001:db8::1]`",
+            ),
+            ("[::1]:05000", Registry, "leading zero: write `5000`"),
+            ("harbor.example.com:70000/**", Image, "out of range"),
             // The runtime reads a capitalized first component as a host.
             (
                 "Foo/bar",

@@ -351,3 +351,66 @@ impl RawPlatform {
         .normalized()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_reference_keeps_host_tag_and_digest() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        // (image, registry the client dials, repository, tag, digest)
+        type Row<'a> = (String, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+        let table: Vec<Row> = vec![
+            (
+                "nginx".into(),
+                "index.docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "INDEX.DOCKER.IO/a/b:1".into(),
+                "index.docker.io",
+                "a/b",
+                Some("1"),
+                None,
+            ),
+            (
+                "[::1]:5000/team/app:v1".into(),
+                "[::1]:5000",
+                "team/app",
+                Some("v1"),
+                None,
+            ),
+            (
+                "[2001:DB8::1]/r".into(),
+                "[2001:db8::1]",
+                "r",
+                Some("latest"),
+                None,
+            ),
+            (
+                format!("[::1]:5000/r@{d}"),
+                "[::1]:5000",
+                "r",
+                None,
+                Some(d.as_str()),
+            ),
+            (
+                format!("h.io/r:v@{d}"),
+                "h.io",
+                "r",
+                Some("v"),
+                Some(d.as_str()),
+            ),
+        ];
+        for (image, registry, repository, tag, digest) in table {
+            let r = to_reference(&ImageRef::parse(&image).unwrap());
+            assert_eq!(r.resolve_registry(), registry, "{image}");
+            assert_eq!(r.repository(), repository, "{image}");
+            assert_eq!(r.tag(), tag, "{image}");
+            assert_eq!(r.digest(), digest, "{image}");
+        }
+    }
+}

@@ -146,12 +146,12 @@ pub fn basic(user: &str, password: &str) -> RegistryAuth {
     RegistryAuth::Basic(user.to_string(), password.to_string())
 }
 
-/// `127.0.0.1:PORT/<repository_and_tag>` parsed.
+/// `127.0.0.1:PORT/<repository_and_tag>` (or `[::1]:PORT/...`) parsed by imagegate's
+/// parser, as the registry client will get it (oci-spec's parser refuses IPv6 hosts).
 pub fn reference(registry: &Registry, repository_and_tag: &str) -> Reference {
-    registry
-        .reference(repository_and_tag)
-        .parse()
-        .expect("image reference")
+    let image = imagegate::reference::ImageRef::parse(&registry.reference(repository_and_tag))
+        .expect("image reference");
+    imagegate::registry::to_reference(&image)
 }
 
 // ---------------------------------------------------------------------------

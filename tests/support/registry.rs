@@ -1,6 +1,7 @@
 //! A real registry for tests: Debian's `docker-registry` (distribution 2.8.2),
-//! started on 127.0.0.1 with its own generated config in a temporary directory
-//! (never the packaged service or `/etc/docker/registry`).
+//! started on 127.0.0.1 (or `[::1]`, [`Registry::start_ipv6`]) with its own generated
+//! config in a temporary directory (never the packaged service or
+//! `/etc/docker/registry`).
 //!
 //! Request counting: the registry writes one JSON log line (or more) per request to
 //! its stderr, with `http.request.id`, `http.request.method`, `http.request.uri`
@@ -26,7 +27,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,8 +49,8 @@ const BIND_ATTEMPTS: usize = 3;
 pub enum Kind {
     /// Plain HTTP, no authentication.
     Plain,
-    /// HTTPS with a CA the harness generates: the leaf is valid for the IP address
-    /// `127.0.0.1` and the DNS name `localhost`.
+    /// HTTPS with a CA the harness generates: the leaf is valid for the IP addresses
+    /// `127.0.0.1` and `::1` and the DNS name `localhost`.
     Tls,
     /// HTTPS whose leaf is valid for `localhost` only: reaching it as `127.0.0.1`
     /// fails with a name mismatch (rustls `NotValidForName`).
@@ -100,6 +101,8 @@ pub struct LoggedRequest {
 pub struct Registry {
     child: Child,
     kind: Kind,
+    /// The loopback address it listens on.
+    ip: IpAddr,
     port: u16,
     ca_pem: Option<String>,
     dir: tempfile::TempDir,
@@ -117,6 +120,16 @@ impl Registry {
     /// Starts a registry of `kind` and waits until `GET /v2/` answers (200 or 401).
     /// Panics, with the registry's output, if it does not within 10 s.
     pub async fn start(kind: Kind) -> Registry {
+        Registry::start_on(kind, IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// Like [`Registry::start`], listening on the IPv6 loopback `[::1]` only: image
+    /// references name it `[::1]:PORT/...`.
+    pub async fn start_ipv6(kind: Kind) -> Registry {
+        Registry::start_on(kind, IpAddr::V6(Ipv6Addr::LOCALHOST)).await
+    }
+
+    async fn start_on(kind: Kind, ip: IpAddr) -> Registry {
         install_crypto_provider();
         let bin = std::env::var("IMAGEGATE_TEST_REGISTRY")
             .unwrap_or_else(|_| DEFAULT_REGISTRY_BIN.to_string());
@@ -131,8 +144,8 @@ impl Registry {
         let ca_pem = write_static_files(&kind, dir.path());
 
         for attempt in 1..=BIND_ATTEMPTS {
-            let port = free_port();
-            let config = config(&kind, dir.path(), port);
+            let port = free_port(ip);
+            let config = config(&kind, dir.path(), SocketAddr::new(ip, port));
             let config_path = dir.path().join("config.yml");
             std::fs::write(
                 &config_path,
@@ -156,11 +169,13 @@ impl Registry {
             let mut child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-            match wait_ready(&mut child, &kind, port, ca_pem.as_deref(), dir.path()).await {
+            let addr = SocketAddr::new(ip, port);
+            match wait_ready(&mut child, &kind, addr, ca_pem.as_deref(), dir.path()).await {
                 Ok(()) => {
                     let registry = Registry {
                         child,
                         kind,
+                        ip,
                         port,
                         ca_pem,
                         dir,
@@ -194,9 +209,9 @@ impl Registry {
         &self.kind
     }
 
-    /// `127.0.0.1:PORT`, the registry part of image references.
+    /// `127.0.0.1:PORT` (or `[::1]:PORT`), the registry part of image references.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        SocketAddr::new(self.ip, self.port).to_string()
     }
 
     pub fn port(&self) -> u16 {
@@ -339,18 +354,19 @@ fn kind_name(kind: &Kind) -> &'static str {
 }
 
 /// Waits until `GET /v2/` answers 200 or 401. Every TLS leaf is valid for
-/// `localhost`, so for TLS kinds the probe goes to `localhost` pinned to 127.0.0.1
-/// (no DNS, no ::1).
+/// `localhost`, so for TLS kinds the probe goes to `localhost` pinned to the address
+/// the registry listens on (no DNS).
 async fn wait_ready(
     child: &mut Child,
     kind: &Kind,
-    port: u16,
+    addr: SocketAddr,
     ca_pem: Option<&str>,
     dir: &Path,
 ) -> Result<(), NotReady> {
+    let port = addr.port();
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
-        .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], port)));
+        .resolve("localhost", addr);
     if let Some(ca) = ca_pem {
         builder = builder
             .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA PEM")]);
@@ -359,9 +375,9 @@ async fn wait_ready(
     let url = if kind.is_tls() {
         format!("https://localhost:{port}/v2/")
     } else {
-        format!("http://127.0.0.1:{port}/v2/")
+        format!("http://{addr}/v2/")
     };
-    let listening = format!("listening on 127.0.0.1:{port}");
+    let listening = format!("listening on {addr}");
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -388,11 +404,11 @@ enum NotReady {
 }
 use NotReady::{Exited, TimedOut};
 
-/// A port that was free a moment ago (bound on 127.0.0.1:0, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A port that was free a moment ago (bound on `ip`, port 0, then released).
+fn free_port(ip: IpAddr) -> u16 {
+    TcpListener::bind(SocketAddr::new(ip, 0))
         .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("bind {ip} port 0: {e}"))
         .port()
 }
 
@@ -401,7 +417,7 @@ fn write_static_files(kind: &Kind, dir: &Path) -> Option<String> {
     let names: &[&str] = match kind {
         Kind::Plain => return None,
         Kind::TlsWithoutIpSan => &["localhost"],
-        _ => &["127.0.0.1", "localhost"],
+        _ => &["127.0.0.1", "::1", "localhost"],
     };
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let certs = imagegate::certs::generate(&names, 2).expect("generate test certificates");
@@ -433,12 +449,12 @@ fn write_static_files(kind: &Kind, dir: &Path) -> Option<String> {
 }
 
 /// The registry config. JSON is YAML, so the file is written as JSON.
-fn config(kind: &Kind, dir: &Path, port: u16) -> Value {
+fn config(kind: &Kind, dir: &Path, addr: SocketAddr) -> Value {
     let path = |p: &str| dir.join(p).display().to_string();
     let mut secret = [0u8; 16];
     aws_lc_rs::rand::fill(&mut secret).expect("random");
     let mut http = json!({
-        "addr": format!("127.0.0.1:{port}"),
+        "addr": addr.to_string(),
         "secret": hex::encode(secret),
     });
     if kind.is_tls() {
