@@ -211,3 +211,81 @@ impl WebhookConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (Result<Settings, ConfigError>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imagegate.yaml");
+        std::fs::write(&path, text).unwrap();
+        (WebhookConfig::load(&path), dir)
+    }
+
+    #[test]
+    fn the_shipped_configuration_is_valid() {
+        let manifest = include_str!("../deploy/configmap-config.yaml");
+        let configmap: serde_json::Value = serde_saphyr::from_str(manifest).unwrap();
+        let text = configmap["data"]["imagegate.yaml"].as_str().unwrap();
+        let (settings, _dir) = load(text);
+        let settings = settings.unwrap();
+        assert_eq!(settings.deadline, Duration::from_secs(8));
+        assert!(settings.inspector.node_credentials.is_empty());
+    }
+
+    #[test]
+    fn node_credentials_and_mirrors_and_the_files_a_reload_watches() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not read as PEM here").unwrap();
+        let text = format!(
+            "registries:\n  - host: harbor.example.com\n    caFile: {}\ndockerConfig: /etc/docker/config.json\nnodeCredentials: [\"*.dkr.ecr.*.amazonaws.com\", harbor.example.com/team]\nmirrors: [docker.io]\n",
+            ca.display()
+        );
+        let (settings, cfg) = load(&text);
+        let settings = settings.unwrap();
+        let sources: Vec<&str> = settings
+            .inspector
+            .node_credentials
+            .iter()
+            .map(|p| p.source())
+            .collect();
+        assert_eq!(
+            sources,
+            ["*.dkr.ecr.*.amazonaws.com", "harbor.example.com/team"]
+        );
+        assert!(settings.inspector.mirrors[0].matches("docker.io", "library/nginx"));
+        assert_eq!(
+            settings.files,
+            [
+                cfg.path().join("imagegate.yaml"),
+                ca,
+                PathBuf::from("/etc/docker/config.json")
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let cases = [
+            (
+                "deadlineSeconds: 8\nnodeCredentials:\n  - ok.example.com\n  - \"localhost:abc\"\n",
+                ":4: nodeCredentials[1]: `localhost:abc` is not a registry pattern",
+            ),
+            (
+                "mirrors: [\"bad host\"]\n",
+                ":1: mirrors[0]: `bad host` is not a registry pattern",
+            ),
+            (
+                "nodeCredential: []\n",
+                ":1: error: line 1 column 1: unknown field `nodeCredential`",
+            ),
+        ];
+        for (text, want) in cases {
+            let (result, _dir) = load(text);
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}
