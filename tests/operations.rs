@@ -127,6 +127,11 @@ async fn metrics_move_with_traffic() {
     let api = FakeApiServer::start().await;
     api.add_node("n1", "amd64");
     api.add_service_account("team", "default", &[]);
+    api.add_pull_secret(
+        "team",
+        "regcred",
+        &json!({"auths": {"elsewhere.example.com": {"username": "u", "password": "p"}}}),
+    );
     let kubeconfig = tempfile::NamedTempFile::new().unwrap();
     api.kubeconfig(kubeconfig.path());
     // A registry that accepts connections and never answers: a request in flight.
@@ -171,8 +176,11 @@ async fn metrics_move_with_traffic() {
 
     // Traffic: the same image twice (misses, then hits), and a missing tag.
     let image = registry.reference("team/app:v1");
+    // Pods a and b name a pull secret (read once, then cached); c names none, so
+    // its ServiceAccount is read.
     for name in ["a", "b"] {
-        let pod = object("Pod", name, &[("app", &image)]);
+        let mut pod = object("Pod", name, &[("app", &image)]);
+        pod["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
         let r = ig
             .review("/validate", &review("CREATE", &pod, None, None))
             .await;
@@ -215,8 +223,12 @@ async fn metrics_move_with_traffic() {
             1.0,
         ),
         (
-            "imagegate_cache_requests_total{fact=\"serviceaccount\",result=\"hit\"}",
-            2.0,
+            "imagegate_cache_requests_total{fact=\"secret\",result=\"miss\"}",
+            1.0,
+        ),
+        (
+            "imagegate_cache_requests_total{fact=\"secret\",result=\"hit\"}",
+            1.0,
         ),
         (
             "imagegate_registry_lookup_duration_seconds_count{outcome=\"found\"}",
@@ -309,6 +321,15 @@ async fn metrics_move_with_traffic() {
     ig.wait_for_log("policies reloaded").await;
     let m = ig.metrics().await;
     assert_eq!(sample(&m, "imagegate_policy_generation"), Some(2.0), "{m}");
+    // The held pod read the ServiceAccount again, from the cache.
+    assert_eq!(
+        sample(
+            &m,
+            "imagegate_cache_requests_total{fact=\"serviceaccount\",result=\"hit\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
     assert!(!m.contains(&hash_line), "{m}");
     assert_eq!(m.matches("imagegate_policy_set{hash=").count(), 1, "{m}");
 }
