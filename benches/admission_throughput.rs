@@ -115,6 +115,8 @@ fn main() {
                 policies: policies.clone(),
                 tls_cert: cert_path.clone(),
                 tls_key: key_path.clone(),
+                client_ca: None,
+                health_listen: None,
                 reload_interval: Duration::from_secs(2),
                 drain_timeout: Duration::from_secs(5),
                 shutdown_grace: Duration::ZERO,
@@ -131,9 +133,9 @@ fn main() {
             None,
         ))
         .expect("imagegate does not start");
-    let tls = KeyMaterial::read(&cert_path, &key_path)
+    let tls = KeyMaterial::read(&cert_path, &key_path, None)
         .expect("cannot read the generated certificate")
-        .server_config(&cert_path, &key_path)
+        .server_config(&cert_path, &key_path, None)
         .expect("the generated certificate cannot serve TLS");
     let bare = server_rt.block_on(Bare::start(tls));
 

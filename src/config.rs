@@ -58,6 +58,14 @@ pub struct WebhookConfig {
     /// does not: the same as `nodeCredentials`, with its own message.
     #[serde(default)]
     pub mirrors: Vec<Spanned<String>>,
+    /// Networks (CIDR, or one address) lookups may reach although a default
+    /// refuses them (loopback, link-local, unspecified).
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    /// Networks lookups may never reach (besides the defaults); beats
+    /// `allowNetworks`. Registries listed in `registries` are let through.
+    #[serde(default)]
+    pub deny_networks: Vec<String>,
 }
 
 /// How to reach one registry.
@@ -188,11 +196,29 @@ impl WebhookConfig {
                 _ => return Err(invalid(format!("pullSecrets takes namespace/name: {s}"))),
             }
         }
+        let networks = |list: &[String], field: &str| -> Result<Vec<ipnet::IpNet>, ConfigError> {
+            list.iter()
+                .map(|n| {
+                    n.parse::<ipnet::IpNet>()
+                        .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map(|net| net.trunc())
+                        .map_err(|_| {
+                            invalid(format!(
+                                "{field} takes CIDR networks such as 10.0.0.0/8 or fd00::/8: {n}"
+                            ))
+                        })
+                })
+                .collect()
+        };
+        let allow_networks = networks(&self.allow_networks, "allowNetworks")?;
+        let deny_networks = networks(&self.deny_networks, "denyNetworks")?;
         let secs =
             |v: Option<f64>, default: f64| Duration::from_secs_f64(v.unwrap_or(default).max(0.0));
         let registry = RegistryConfig {
             registries,
             max_concurrent_per_registry: self.max_concurrent_per_registry.unwrap_or(16).max(1),
+            allow_networks,
+            deny_networks,
             ..RegistryConfig::default()
         };
         Ok(Settings {
@@ -286,6 +312,40 @@ mod tests {
             let (result, _dir) = load(text);
             let err = result.unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    fn load_ok(text: &str) -> Result<Settings, ConfigError> {
+        load(text).0
+    }
+
+    #[test]
+    fn networks_are_cidr_lists_or_single_addresses() {
+        let s =
+            load_ok("allowNetworks: [\"127.0.0.0/8\", \"::1\"]\ndenyNetworks: [\"10.1.2.3/16\"]\n")
+                .unwrap();
+        let shown: Vec<String> = s
+            .registry
+            .allow_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(s.registry.deny_networks[0].to_string(), "10.1.0.0/16");
+        assert!(Settings::default().registry.allow_networks.is_empty());
+        for (text, fragment) in [
+            (
+                "allowNetworks: [\"localhost\"]\n",
+                "allowNetworks takes CIDR networks",
+            ),
+            (
+                "denyNetworks: [\"10.0.0.0/33\"]\n",
+                "denyNetworks takes CIDR networks",
+            ),
+            ("allowNetwork: []\n", "unknown field"),
+        ] {
+            let e = load_ok(text).unwrap_err().to_string();
+            assert!(e.contains(fragment), "{text}: {e}");
         }
     }
 }

@@ -10,16 +10,25 @@
 //! - [`inspector`]: gathers the facts the engine will read (digests, platforms,
 //!   pull failures, Node architectures) under the admission deadline, cached and
 //!   coalesced.
-//! - [`registry`]: the registry client, per-registry TLS, failure classification.
+//! - [`registry`]: imagegate's own bounded OCI read client: size limits, digest
+//!   verification, bearer tokens, outbound address checks, failure classes.
 //! - [`credentials`]: docker config files and the kubelet's `auths` matching.
 //! - [`platform`]: containerd's platform matching; where a pod may run.
 //! - [`cluster`]: the one door to the Kubernetes API (Secrets, ServiceAccounts, Nodes).
 //! - [`telemetry`]: the cache and lookup measurements the async side takes and the
 //!   server renders.
 //! - [`config`]: the webhook's configuration file (`serve --config`).
+//! - [`signature`]: offline cosign / Sigstore verification (bundles, legacy `.sig`
+//!   and `.att` layers, keys and keyless, Rekor, timestamps): pure functions over
+//!   bytes the inspector fetched.
 //! - [`server`]: the HTTPS webhook (axum + rustls), reloads, metrics.
 //! - [`certs`]: CA and serving certificates for the webhook.
-//! - [`cli`]: the command line; the wiring of clients lives in `cli::serve`.
+//! - [`unwind`]: panics caught and turned into answers (the handlers, each registry
+//!   lookup), so that no input drops a connection.
+//! - [`doctor`]: `imagegate doctor`, the pull of one image checked step by step,
+//!   explained with the webhook's own classification.
+//! - [`cli`]: the command line; the wiring of clients lives in `cli::serve` and
+//!   `cli::doctor`.
 
 pub mod admission;
 pub mod certs;
@@ -27,6 +36,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod credentials;
+pub mod doctor;
 pub mod engine;
 pub mod inspector;
 pub mod matching;
@@ -35,4 +45,6 @@ pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod signature;
 pub mod telemetry;
+pub mod unwind;

@@ -295,6 +295,55 @@ fn policy_validate_prints_every_error_and_exits_non_zero() {
     );
 }
 
+/// The reload rules hold offline too: an empty or comments-only file and a file that
+/// is not UTF-8 are errors (`policy validate` exits 1, `check` exits 2).
+#[test]
+fn empty_and_non_utf8_policy_files_are_errors_offline() {
+    let f = Fixture::new();
+    let good = policy("p", "tags:\n  forbid: [latest]");
+    // A byte that is not UTF-8 in the middle of line 5.
+    let at = good.match_indices('\n').nth(3).unwrap().0 + 3;
+    let mut not_utf8 = good.clone().into_bytes();
+    not_utf8[at] = 0xe9;
+    // (name, content, message)
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "empty.yaml",
+            Vec::new(),
+            "empty.yaml: the file holds no policy document".into(),
+        ),
+        (
+            "comments.yaml",
+            b"# TODO\n   \n".to_vec(),
+            "comments.yaml: the file holds no policy document".into(),
+        ),
+        (
+            "latin1.yaml",
+            not_utf8,
+            format!("latin1.yaml:5: byte {at}: the file is not valid UTF-8 (byte 0xe9)"),
+        ),
+    ];
+    for (name, bytes, message) in cases {
+        let path = f.path(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = run(&["policy", "validate", &path], None);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = text(&out.stderr);
+        assert!(err.contains(&message), "{err}\nlacks: {message}");
+        assert!(err.contains("1 error in the policy files"), "{err}");
+        let out = run(
+            &["check", "--policies", &path, "-"],
+            Some("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n"),
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&message),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
 /// Patterns that silently meant something else, or nothing, are load-time errors
 /// with file, line, field and what to write.
 #[test]

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use support::images::{self, Format};
 use support::kube::FakeApiServer;
 use support::registry::{Kind, Registry};
-use support::token::{Grant, TokenServer, TokenServerConfig};
+use support::token::{Grant, TokenFault, TokenServer, TokenServerConfig};
 use tempfile::TempPath;
 
 const PREFLIGHT: &str = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: preflight}\nspec:\n  preflight: true\n";
@@ -401,7 +401,7 @@ async fn tls_unknown_authority_and_missing_ip_san() {
     let no_ip = Registry::start(Kind::TlsWithoutIpSan).await;
     images::push_amd64(&tls, "team/app:v1").await;
     // Without the CA: unknown authority. With it: found.
-    let msg = Gate::simple(vec![])
+    let msg = Gate::simple(vec![settings_for(&tls, false)])
         .deny(&tls.reference("team/app:v1"))
         .await;
     assert!(msg.contains(&format!("x509: certificate signed by unknown authority: the TLS certificate of {} is not signed by a CA imagegate trusts; add the registry's CA to imagegate's registry configuration (registries[].caFile)", tls.host())), "{msg}");
@@ -521,12 +521,10 @@ async fn token_auth_and_insufficient_scope() {
         json!({"auths": {host.clone(): {"username": "ci", "password": "ci-pass"}}}),
     );
     tokens.reset_count();
-    assert!(
-        gate.admit(&pod(&[&registry.reference("team/app:v1")], None))
-            .await
-            .0
-            .allowed()
-    );
+    let (d, _) = gate
+        .admit(&pod(&[&registry.reference("team/app:v1")], None))
+        .await;
+    assert!(d.allowed(), "{:?}", d.violations);
     assert!(
         tokens.count() >= 1,
         "the bearer flow went through the token server"
@@ -540,6 +538,105 @@ async fn token_auth_and_insufficient_scope() {
         )),
         "{msg}"
     );
+}
+
+/// A token server that answers a token with a line break makes oci-client 0.18
+/// panic (it unwraps the token into a header value). Each registry call is isolated:
+/// the panic is an `unusable-answer` lookup failure judged by `onRegistryError`, on
+/// the digest resolution and on the manifest fetch, and the inspector keeps working.
+#[tokio::test]
+async fn a_token_with_a_line_break_is_a_failed_lookup_not_a_panic() {
+    let tokens = TokenServer::start(TokenServerConfig {
+        // Short-lived tokens, so that a later lookup needs a new one.
+        expires_in: Duration::from_secs(1),
+        ..TokenServerConfig::default()
+            .user("ci", "ci-pass", &[Grant::new("*", &["pull", "push"])])
+            .anonymous(&[Grant::new("*", &["pull"])])
+    });
+    let registry = Registry::start(tokens.kind()).await;
+    let client = images::client(&registry);
+    let ci = images::basic("ci", "ci-pass");
+    for repo in ["team/app:v1", "team/other:v1"] {
+        images::push_single(
+            &client,
+            &ci,
+            &images::reference(&registry, repo),
+            "linux/amd64",
+            Format::Oci,
+        )
+        .await
+        .unwrap();
+    }
+    let policies = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: deny}\nspec:\n  namespaces: [deny]\n  preflight: true\n---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: warn}\nspec:\n  namespaces: [warn]\n  preflight: true\n  onRegistryError: Warn\n---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: arch}\nspec:\n  namespaces: [arch]\n  architectures:\n    require: [amd64]\n";
+    let gate = Gate::new(
+        policies,
+        vec![settings_for(&registry, true)],
+        None,
+        InspectorConfig::default(),
+    );
+    let admit = |namespace: &str, image: &str| {
+        let w = Workload::from_object("", "Pod", namespace, &pod(&[image], None))
+            .unwrap()
+            .unwrap();
+        let mut w = w;
+        w.namespace = namespace.to_string();
+        let gate = &gate;
+        async move {
+            let needs = engine::needs(&gate.policies, &w);
+            let facts = gate.inspector.gather(&needs, &w, gate.deadline).await;
+            let d = engine::decide(&gate.policies, &w, &facts);
+            let msg = d.denial_message(&w);
+            (d, facts, msg)
+        }
+    };
+    let host = registry.host();
+    let unusable = format!(
+        "the answer of {host} could not be used (its token, or another value it sent, is not a valid HTTP header value: it has a line break or another control character); this is a fault of the registry or its token server"
+    );
+
+    // The digest resolution.
+    tokens.set_fault(Some(TokenFault::Newline));
+    let app = registry.reference("team/app:v1");
+    let (d, facts, msg) = admit("deny", &app).await;
+    assert!(
+        matches!(&facts.images[&app], ImageFacts::Failed(f) if f.kind == imagegate::registry::FailureKind::UnusableAnswer),
+        "{facts:?}"
+    );
+    assert!(!d.allowed());
+    assert!(msg.contains(&unusable), "{msg}");
+    assert!(msg.contains("[policy deny, rule preflight]"), "{msg}");
+    let (d, _, _) = admit("warn", &app).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert!(
+        d.warnings[0].contains(&unusable)
+            && d.warnings[0].ends_with("(admitted because policy warn has onRegistryError: Warn)"),
+        "{:?}",
+        d.warnings
+    );
+
+    // The manifest fetch: the digest is resolved with a good token, and the token
+    // the manifest fetch needs once that one expired has a line break.
+    tokens.set_fault(None);
+    let other = registry.reference("team/other:v1");
+    let (d, _, msg) = admit("deny", &other).await;
+    assert!(d.allowed(), "{msg}");
+    tokens.set_fault(Some(TokenFault::Newline));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokens.reset_count();
+    let (d, facts, msg) = admit("arch", &other).await;
+    assert!(tokens.count() >= 1, "a new token was fetched");
+    assert!(
+        matches!(&facts.images[&other], ImageFacts::Failed(f) if f.kind == imagegate::registry::FailureKind::UnusableAnswer),
+        "{facts:?}"
+    );
+    assert!(!d.allowed());
+    assert!(msg.contains(&unusable), "{msg}");
+
+    // The registry behaves again: the inspector, its caches and clients still work.
+    tokens.set_fault(None);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (d, _, msg) = admit("arch", &other).await;
+    assert!(d.allowed(), "{msg}");
 }
 
 /// A registry stand-in that answers every request with `status`, `headers` and

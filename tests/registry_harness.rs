@@ -13,7 +13,7 @@ use oci_client::secrets::RegistryAuth;
 use serde_json::Value;
 use support::images::{self, Format};
 use support::registry::{Kind, Registry};
-use support::token::{Grant, TokenServer, TokenServerConfig};
+use support::token::{Grant, TokenFault, TokenServer, TokenServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AMD64: (&str, &str, Option<&str>) = ("linux", "amd64", None);
@@ -685,4 +685,40 @@ async fn index_with_attestations_has_unknown_unknown_entries() {
         assert_eq!(platform_digest, children[0]);
         assert_eq!(list_digest.as_deref(), Some(index.as_str()));
     }
+}
+
+#[tokio::test]
+async fn the_token_server_can_issue_tokens_with_a_line_break() {
+    let tokens =
+        TokenServer::start(TokenServerConfig::default().anonymous(&[Grant::new("*", &["pull"])]));
+    let token = |tokens: &TokenServer| {
+        let url = tokens.realm();
+        let service = tokens.service().to_string();
+        async move {
+            let body: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .query(&[
+                    ("service", service.as_str()),
+                    ("scope", "repository:team/app:pull"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["token"].as_str().unwrap().to_string()
+        }
+    };
+    let good = token(&tokens).await;
+    assert!(
+        !good.contains('\n') && good.split('.').count() == 3,
+        "{good}"
+    );
+    tokens.set_fault(Some(TokenFault::Newline));
+    let bad = token(&tokens).await;
+    assert_eq!(bad.matches('\n').count(), 1, "{bad}");
+    assert!(reqwest::header::HeaderValue::from_str(&format!("Bearer {bad}")).is_err());
+    tokens.set_fault(None);
+    assert!(!token(&tokens).await.contains('\n'));
 }

@@ -220,36 +220,24 @@ async fn updates_and_the_ephemeral_containers_subresource() {
 }
 
 #[tokio::test]
-async fn malformed_bodies_get_400_with_a_message() {
+async fn bodies_with_no_uid_to_answer_get_400_with_a_message() {
     let ig = Imagegate::start(&[("a.yaml", &registries_policy())]).await;
     let pod = object("Pod", "web", &[("app", "nginx")]);
     let mut no_uid = review("CREATE", &pod, None, None);
     no_uid["request"]["uid"] = json!("");
-    let mut v1beta1 = review("CREATE", &pod, None, None);
-    v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
-    let mut broken_spec = review("CREATE", &pod, None, None);
-    broken_spec["request"]["object"]["spec"]["containers"] = json!("nginx");
-    let mut no_object = review("CREATE", &pod, None, None);
-    no_object["request"]["object"] = Value::Null;
+    let mut not_a_review = review("CREATE", &pod, None, None);
+    not_a_review["kind"] = json!("Pod");
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"".to_vec(), "not a valid AdmissionReview"),
         (b"not json".to_vec(), "not a valid AdmissionReview"),
         (b"{\"apiVersion\":".to_vec(), "not a valid AdmissionReview"),
-        (b"{}".to_vec(), "not a valid AdmissionReview"),
+        (b"{}".to_vec(), "expected apiVersion admission.k8s.io/v1"),
         (
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
             "has no request",
         ),
         (serde_json::to_vec(&no_uid).unwrap(), "empty uid"),
-        (
-            serde_json::to_vec(&v1beta1).unwrap(),
-            "expected apiVersion admission.k8s.io/v1",
-        ),
-        (
-            serde_json::to_vec(&broken_spec).unwrap(),
-            "pod spec at /spec is malformed",
-        ),
-        (serde_json::to_vec(&no_object).unwrap(), "no object"),
+        (serde_json::to_vec(&not_a_review).unwrap(), "kind \"Pod\""),
         (vec![0xff, 0xfe, 0x00], "not a valid AdmissionReview"),
     ];
     for (body, fragment) in cases {
@@ -275,6 +263,71 @@ async fn malformed_bodies_get_400_with_a_message() {
     );
     let (status, _) = ig.post("/validate", vec![b'x'; 9 * 1024 * 1024]).await;
     assert_eq!(status, 413, "a body over the limit is refused");
+}
+
+/// Fail closed, in-band: an AdmissionReview with a uid that cannot be judged is
+/// answered HTTP 200, `allowed: false`, code 400, on both endpoints.
+#[tokio::test]
+async fn malformed_requests_with_a_uid_are_refused_in_band() {
+    let ig = Imagegate::start(&[("a.yaml", &registries_policy())]).await;
+    let pod = object("Pod", "web", &[("app", "harbor.example.com/team/web:v1")]);
+    let with = |pointer: &str, value: Value| {
+        let mut r = review("CREATE", &pod, None, None);
+        *r.pointer_mut(pointer).unwrap() = value;
+        r
+    };
+    let deployment = object(
+        "Deployment",
+        "web",
+        &[("app", "harbor.example.com/team/web:v1")],
+    );
+    let mut no_template_spec = review("CREATE", &deployment, None, None);
+    no_template_spec["request"]["object"]["spec"]["template"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec");
+    // (review, apiVersion echoed, message fragment)
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            with("/request/object/spec/containers", json!("nginx")),
+            "imagegate cannot judge Pod \"web\" in namespace \"team\": the Pod's pod spec at /spec is malformed: spec.containers: invalid type: string \"nginx\", expected a sequence",
+        ),
+        (
+            with("/request/object/spec/containers/0/image", json!(["nginx"])),
+            "spec.containers[0].image: invalid type: sequence, expected a string",
+        ),
+        (
+            no_template_spec,
+            "imagegate cannot judge Deployment \"web\" in namespace \"team\": the Deployment has no pod spec at /spec/template/spec",
+        ),
+        (
+            with("/request/object", Value::Null),
+            "the CREATE request carries no object",
+        ),
+        (
+            with("/apiVersion", json!("admission.k8s.io/v1beta1")),
+            "imagegate answers AdmissionReview admission.k8s.io/v1 only, and this request is admission.k8s.io/v1beta1",
+        ),
+        (
+            with("/request/object/metadata", json!("web")),
+            "imagegate cannot read this AdmissionReview's request (request.object",
+        ),
+    ];
+    for (review, fragment) in &cases {
+        for path in ["/validate", "/mutate"] {
+            let msg = ig.refused(path, review, 400).await;
+            assert!(msg.contains(fragment), "{path}: {msg}\nlacks: {fragment}");
+        }
+    }
+    let metrics = ig.metrics().await;
+    for endpoint in ["validate", "mutate"] {
+        let line = format!(
+            "imagegate_admission_requests_total{{endpoint=\"{endpoint}\",decision=\"malformed\"}} {}",
+            cases.len()
+        );
+        assert!(metrics.contains(&line), "{metrics}");
+    }
+    assert!(ig.log().contains("request refused in-band"));
 }
 
 #[tokio::test]
@@ -344,6 +397,112 @@ async fn policy_changes_are_reloaded_and_invalid_ones_refused() {
     );
 }
 
+/// A half-written ConfigMap never drops enforcement: an emptied, comments-only,
+/// truncated or corrupted policy file (invalid YAML, invalid UTF-8), or a directory
+/// left with no policy file, is refused and counted; the last good set keeps
+/// denying; a valid change afterwards is picked up.
+#[tokio::test]
+async fn emptied_truncated_or_corrupted_policy_files_keep_the_last_good_set() {
+    let good = registries_policy();
+    let ig = Imagegate::start(&[("a.yaml", &good)]).await;
+    let outside = object("Pod", "web", &[("app", "ghcr.io/org/app:v1")]);
+    let inside = object("Pod", "web", &[("app", "harbor.example.com/team/web:v1")]);
+    let judge = |pod: &Value| {
+        let review = review("CREATE", pod, None, None);
+        let ig = &ig;
+        async move { ig.review("/validate", &review).await["allowed"] == true }
+    };
+    assert!(!judge(&outside).await && judge(&inside).await);
+
+    // A byte that is not UTF-8 at the start of line 7.
+    let line7 = good.match_indices('\n').nth(5).unwrap().0 + 1;
+    let mut not_utf8 = good.clone().into_bytes();
+    not_utf8.insert(line7, 0xff);
+    let a = ig.policy_dir().join("a.yaml");
+    // (what, bytes; None removes the file, the log's message)
+    let cases: Vec<(&str, Option<Vec<u8>>, String)> = vec![
+        (
+            "emptied",
+            Some(Vec::new()),
+            format!("{}: the file holds no policy document", a.display()),
+        ),
+        (
+            "comments only",
+            Some(b"# policies moved\n\n".to_vec()),
+            "holds no policy document".into(),
+        ),
+        (
+            "truncated",
+            Some(good.as_bytes()[..good.find("registry.k8s.io").unwrap()].to_vec()),
+            format!("{}:8:", a.display()),
+        ),
+        (
+            "invalid YAML",
+            Some(
+                b"apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: \"x}\n"
+                    .to_vec(),
+            ),
+            format!("{}:3: unclosed quote", a.display()),
+        ),
+        (
+            "not UTF-8",
+            Some(not_utf8),
+            format!(
+                "{}:7: byte {line7}: the file is not valid UTF-8",
+                a.display()
+            ),
+        ),
+        (
+            "removed",
+            None,
+            "the directory holds no .yaml or .yml policy file".into(),
+        ),
+    ];
+    for (i, (what, bytes, log)) in cases.iter().enumerate() {
+        match bytes {
+            Some(bytes) => ig.replace_policy("a.yaml", bytes),
+            None => std::fs::remove_file(&a).unwrap(),
+        }
+        ig.wait_for_metric(&format!(
+            "imagegate_reloads_total{{what=\"policies\",result=\"failure\"}} {}",
+            i + 1
+        ))
+        .await;
+        assert!(
+            ig.log().contains(log.as_str()),
+            "{what}: the log lacks {log:?}:\n{}",
+            ig.log()
+        );
+        assert!(
+            !judge(&outside).await,
+            "{what}: the last good policies still deny"
+        );
+        assert!(judge(&inside).await, "{what}");
+    }
+    assert!(
+        !ig.metrics().await.contains("result=\"success\""),
+        "no reload succeeded"
+    );
+
+    // A valid change afterwards is picked up.
+    ig.replace_policy(
+        "a.yaml",
+        policy(
+            "registries",
+            "registries:\n  allow: [harbor.example.com, ghcr.io]",
+        )
+        .as_bytes(),
+    );
+    ig.wait_for_metric("imagegate_reloads_total{what=\"policies\",result=\"success\"} 1")
+        .await;
+    assert!(judge(&outside).await);
+    // Each refused change was counted once, not on every poll.
+    assert!(ig.metrics().await.contains(&format!(
+        "imagegate_reloads_total{{what=\"policies\",result=\"failure\"}} {}",
+        cases.len()
+    )));
+}
+
 #[tokio::test]
 async fn the_certificate_is_reloaded_without_a_restart() {
     let ig = Imagegate::start(&[("a.yaml", &registries_policy())]).await;
@@ -396,25 +555,44 @@ async fn health_readiness_and_graceful_termination() {
     assert!(status.success(), "exit after SIGTERM: {status:?}");
 }
 
+/// The rules of a reload hold at start-up: no empty, unreadable or invalid file.
 #[tokio::test]
-async fn a_server_with_invalid_policies_does_not_start() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.yaml"),
-        policy("bad", "tags:\n  allow: ['(']"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.yaml:7: spec.tags.allow[0]: invalid regular expression"),
-        "{err}"
-    );
+async fn a_server_with_invalid_or_empty_policies_does_not_start() {
+    // (file content, message fragment)
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            policy("bad", "tags:\n  allow: ['(']").into_bytes(),
+            "bad.yaml:7: spec.tags.allow[0]: invalid regular expression",
+        ),
+        (Vec::new(), "bad.yaml: the file holds no policy document"),
+        (
+            b"# nothing yet\n".to_vec(),
+            "bad.yaml: the file holds no policy document",
+        ),
+        (
+            b"kind: Image\xffPolicy\n".to_vec(),
+            "bad.yaml:1: byte 11: the file is not valid UTF-8",
+        ),
+    ];
+    for (bytes, fragment) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), &bytes).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--kubernetes",
+                "false",
+                "--policies",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(fragment), "{err}\nlacks: {fragment}");
+    }
 }
 
 /// `openssl s_client` speaking exactly `version` to the server: whether the

@@ -1,6 +1,7 @@
 //! The real binary against a real registry: digest pinning through `/mutate`,
 //! architectures with the cluster's Nodes, pull secrets read through the Kubernetes
-//! API, and fifty concurrent admissions of one new image.
+//! API, fifty concurrent admissions of one new image, and a token server whose
+//! tokens make the registry client panic.
 
 mod common;
 mod support;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use support::images::{self, Format};
 use support::kube::{FakeApiServer, node};
 use support::registry::{Kind, Registry};
+use support::token::{Grant, TokenFault, TokenServer, TokenServerConfig};
 
 fn insecure(registry: &Registry) -> String {
     format!(
@@ -410,7 +412,7 @@ async fn architectures_from_the_nodes_the_pod_can_land_on() {
         if path == "/validate" {
             assert_eq!(r["allowed"], false);
             let msg = r["status"]["message"].as_str().unwrap();
-            assert!(msg.contains("a Pod's node affinity cannot change after it is created, so imagegate adds none on an UPDATE"), "{msg}");
+            assert!(msg.contains("a Pod's spec cannot change after it is created, but for its images, so imagegate adds no node affinity to this request"), "{msg}");
         }
     }
 }
@@ -441,4 +443,96 @@ async fn pull_policy_never_is_not_looked_up_and_the_audit_says_so() {
         "{r}"
     );
     ig.wait_for_log("\"action\":\"not checked\"").await;
+}
+
+/// A token with a line break makes oci-client panic; through the binary the
+/// admission is still answered (HTTP 200): denied under `onRegistryError: Deny`,
+/// admitted with a warning under `Warn`, on both endpoints, and the server keeps
+/// serving.
+#[tokio::test]
+async fn a_token_server_answering_a_token_with_a_line_break_gets_an_answer_not_a_dropped_connection()
+ {
+    let tokens = TokenServer::start(
+        TokenServerConfig::default()
+            .user("ci", "ci-pass", &[Grant::new("*", &["pull", "push"])])
+            .anonymous(&[Grant::new("*", &["pull"])]),
+    );
+    let registry = Registry::start(tokens.kind()).await;
+    images::push_single(
+        &images::client(&registry),
+        &images::basic("ci", "ci-pass"),
+        &images::reference(&registry, "team/app:v1"),
+        "linux/amd64",
+        Format::Oci,
+    )
+    .await
+    .unwrap();
+    tokens.set_fault(Some(TokenFault::Newline));
+    let host = registry.host();
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), registry.ca_pem().unwrap()).unwrap();
+    let config = format!(
+        "registries:\n  - host: \"{host}\"\n    caFile: \"{}\"\n",
+        ca.path().display()
+    );
+    let deny = policy("deny", "namespaces: [team]\npreflight: true");
+    let warn = policy(
+        "warn",
+        "namespaces: [relaxed]\npreflight: true\nonRegistryError: Warn",
+    );
+    let ig = Imagegate::start_with(
+        &[("deny.yaml", &deny), ("warn.yaml", &warn)],
+        Some(&config),
+        None,
+    )
+    .await;
+    let image = registry.reference("team/app:v1");
+    let unusable = format!("the answer of {host} could not be used (its token");
+
+    let pod = object("Pod", "web", &[("app", &image)]);
+    let r = ig
+        .review("/validate", &review("CREATE", &pod, None, None))
+        .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&unusable) && msg.contains("[policy deny, rule preflight]"),
+        "{msg}"
+    );
+    // /mutate answers too (it never denies for a lookup failure).
+    let r = ig
+        .review("/mutate", &review("CREATE", &pod, None, None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let mut relaxed = pod.clone();
+    relaxed["metadata"]["namespace"] = json!("relaxed");
+    let r = ig
+        .review("/validate", &review("CREATE", &relaxed, None, None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let warning = r["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.starts_with(&format!("container \"app\" image \"{image}\": {unusable}")),
+        "{warning}"
+    );
+
+    let metrics = ig.metrics().await;
+    assert!(
+        metrics.contains("imagegate_registry_lookup_failures_total{kind=\"unusable-answer\"} 2"),
+        "{metrics}"
+    );
+    let log = ig.log();
+    // imagegate's own registry client checks the token before it becomes a header:
+    // no panic at all (oci-client's used to be caught and logged here), the lookup
+    // is logged as failed with its class.
+    assert!(!log.contains("\"message\":\"panic\""), "{log}");
+    assert!(
+        log.contains("\"message\":\"registry lookup failed\"")
+            && log.contains("\"kind\":\"unusable-answer\""),
+        "{log}"
+    );
+    // Still serving.
+    let h = ig.client.get(ig.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
 }

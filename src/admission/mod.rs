@@ -3,4 +3,6 @@
 mod object;
 pub mod review;
 
-pub use object::{ContainerImage, ContainerKind, KINDS, ObjectError, Workload, pod_spec_pointer};
+pub use object::{
+    ContainerImage, ContainerKind, KINDS, ObjectError, SpecChange, Workload, pod_spec_pointer,
+};

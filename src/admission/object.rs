@@ -1,7 +1,6 @@
 //! The objects imagegate admits: Pods and the pod templates of workloads.
 
 use k8s_openapi::api::core::v1::PodSpec;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Where a container sits in the pod spec.
@@ -61,8 +60,37 @@ pub struct Workload {
     /// The pod spec's `affinity` as the request carried it, so that a patch adds to
     /// it without dropping fields the typed spec does not know.
     pub raw_affinity: Option<Value>,
-    /// An UPDATE (a Pod's affinity cannot change then).
-    pub is_update: bool,
+    /// What the request may change in the pod spec besides images.
+    pub change: SpecChange,
+}
+
+/// What a request may change in the pod spec, and so what imagegate may patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpecChange {
+    /// Anything: a CREATE, or an UPDATE of a workload's template.
+    #[default]
+    Any,
+    /// Only container images: the API server refuses an UPDATE of a Pod that changes
+    /// other fields, such as `spec.imagePullSecrets` or `spec.affinity`.
+    PodUpdate,
+    /// Only the ephemeral containers: the `pods/ephemeralcontainers` subresource
+    /// (`kubectl debug`).
+    EphemeralContainers,
+}
+
+impl SpecChange {
+    /// Why fields other than images cannot be patched, or `None` when they can.
+    pub fn fixed_because(self) -> Option<&'static str> {
+        match self {
+            SpecChange::Any => None,
+            SpecChange::PodUpdate => {
+                Some("a Pod's spec cannot change after it is created, but for its images")
+            }
+            SpecChange::EphemeralContainers => Some(
+                "a kubectl debug request (pods/ephemeralcontainers) changes only the ephemeral containers",
+            ),
+        }
+    }
 }
 
 /// The object could not be read as the kind it claims to be.
@@ -76,6 +104,20 @@ pub enum ObjectError {
         pointer: &'static str,
         reason: String,
     },
+}
+
+/// `spec.containers[0].image: invalid type: integer `5`, expected a string`: the
+/// field as a path from the object's root, then serde's reason.
+fn malformed_reason(pointer: &str, e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let mut field = pointer.trim_start_matches('/').replace('/', ".");
+    let path = e.path().to_string();
+    if path != "." {
+        if !path.starts_with('[') {
+            field.push('.');
+        }
+        field.push_str(&path);
+    }
+    format!("{field}: {}", e.inner())
 }
 
 /// The kinds imagegate covers: (API group, kind, JSON pointer of the pod spec).
@@ -112,15 +154,18 @@ impl Workload {
         };
         let spec_value = object
             .pointer(pointer)
+            .filter(|v| !v.is_null())
             .ok_or_else(|| ObjectError::NoPodSpec {
                 kind: kind.to_string(),
                 pointer,
             })?;
-        let pod_spec = PodSpec::deserialize(spec_value).map_err(|e| ObjectError::Malformed {
-            kind: kind.to_string(),
-            pointer,
-            reason: e.to_string(),
-        })?;
+        // The error names the field (`spec.containers[0].image: invalid type: ...`).
+        let pod_spec: PodSpec =
+            serde_path_to_error::deserialize(spec_value).map_err(|e| ObjectError::Malformed {
+                kind: kind.to_string(),
+                pointer,
+                reason: malformed_reason(pointer, &e),
+            })?;
         let mut containers = Vec::new();
         let mut push = |kind: ContainerKind,
                         i: usize,
@@ -185,7 +230,7 @@ impl Workload {
             containers,
             pod_spec,
             raw_affinity: spec_value.get("affinity").cloned(),
-            is_update: false,
+            change: SpecChange::Any,
         }))
     }
 
@@ -204,10 +249,12 @@ impl Workload {
         });
     }
 
-    /// Keeps only the ephemeral containers (the `pods/ephemeralcontainers` subresource).
+    /// Keeps only the ephemeral containers (the `pods/ephemeralcontainers` subresource),
+    /// whose request can change nothing else.
     pub fn retain_ephemeral(&mut self) {
         self.containers
             .retain(|c| c.kind == ContainerKind::EphemeralContainer);
+        self.change = SpecChange::EphemeralContainers;
     }
 
     /// `Deployment "web"` / `Pod "debug-x"`, for messages.
@@ -343,9 +390,39 @@ mod tests {
                 .contains("no pod spec at /spec/template/spec"),
             "{err}"
         );
-        let err = Workload::from_object("", "Pod", "ns", &json!({"spec": {"containers": "x"}}))
-            .unwrap_err();
-        assert!(err.to_string().contains("malformed"), "{err}");
+        // (kind, object, the whole message)
+        let table = [
+            (
+                "Pod",
+                json!({"spec": {"containers": "x"}}),
+                "the Pod's pod spec at /spec is malformed: spec.containers: invalid type: string \"x\", expected a sequence",
+            ),
+            (
+                "Pod",
+                json!({"spec": "x"}),
+                "the Pod's pod spec at /spec is malformed: spec: invalid type: string \"x\", expected PodSpec",
+            ),
+            (
+                "Pod",
+                json!({"spec": null}),
+                "the Pod has no pod spec at /spec",
+            ),
+            (
+                "Pod",
+                json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": {"ref": "x"}}]}}),
+                "the Pod's pod spec at /spec is malformed: spec.containers[1].image: invalid type: map, expected a string",
+            ),
+            (
+                "CronJob",
+                json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/arch": 1}}}}}}}),
+                "the CronJob's pod spec at /spec/jobTemplate/spec/template/spec is malformed: spec.jobTemplate.spec.template.spec.nodeSelector.kubernetes.io/arch: invalid type: integer `1`, expected a string",
+            ),
+        ];
+        for (kind, object, expected) in table {
+            let group = if kind == "Pod" { "" } else { "batch" };
+            let err = Workload::from_object(group, kind, "ns", &object).unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
     }
 
     #[test]
@@ -362,7 +439,11 @@ mod tests {
         w.retain_changed(&old);
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["app", "debug"]);
-        assert!(!w.is_update, "set by the review, not the object");
+        assert_eq!(
+            w.change,
+            SpecChange::Any,
+            "set by the review, not the object"
+        );
         w.retain_ephemeral();
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["debug"]);

@@ -1,29 +1,41 @@
-//! The AdmissionReview `admission.k8s.io/v1` envelope: reading requests and
-//! building responses that follow the v1 contract exactly.
+//! The AdmissionReview envelope: reading requests and building responses that
+//! follow the v1 contract exactly.
 //!
 //! The types are kube's; this module adds what the contract asks and the types do
 //! not enforce: the version check, `status.code` 403 on a denial, no patch on a
 //! validating reply, and the size limits the API server puts on warnings.
+//!
+//! Fail closed, answer in-band. Under `failurePolicy: Ignore` an HTTP error admits
+//! the object unchecked, so every body that is an AdmissionReview (kind
+//! `AdmissionReview`, apiVersion `admission.k8s.io/*`) with a request uid gets an
+//! answer with that uid: a decision, or `allowed: false` with the reason
+//! ([`Refusal`]: code 400 when the request cannot be judged as sent, 500 when
+//! imagegate failed). Only a body with no uid to answer ([`ReviewError`]) gets an
+//! HTTP 400; the API server never sends one.
 
 use std::collections::HashMap;
 
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::StatusSummary;
+use serde_json::Value;
 
-use super::{ObjectError, Workload};
+use super::{ObjectError, Workload, pod_spec_pointer};
 
 pub type Request = AdmissionRequest<DynamicObject>;
 pub type Review = AdmissionReview<DynamicObject>;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// The API group of every AdmissionReview version (`v1`, `v1beta1`).
+pub const API_GROUP_PREFIX: &str = "admission.k8s.io/";
 pub const KIND: &str = "AdmissionReview";
 /// The API server drops a warning longer than this.
 pub const MAX_WARNING_LEN: usize = 256;
 /// ... and all warnings together longer than this.
 pub const MAX_WARNINGS_TOTAL: usize = 4096;
 
-/// Why a body is not an AdmissionReview imagegate can answer: an HTTP 400.
+/// Why a body gets no in-band answer: it is not an AdmissionReview, or it has no
+/// uid to answer. An HTTP 400.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     #[error("the body is not a valid AdmissionReview: {0}")]
@@ -34,28 +46,214 @@ pub enum ReviewError {
     Version { api_version: String, kind: String },
     #[error("the AdmissionReview has no request")]
     NoRequest,
+    #[error(
+        "the AdmissionReview request's uid is not a short printable identifier (the API server sends a UUID)"
+    )]
+    BadUid,
     #[error("the AdmissionReview request has an empty uid")]
     NoUid,
-    #[error("the AdmissionReview request has no object for a {operation:?}")]
-    NoObject { operation: Operation },
+}
+
+/// The longest uid echoed: the API server's are 36-character UUIDs.
+pub const MAX_UID_LEN: usize = 128;
+
+/// Why an AdmissionReview that has a uid is refused in-band (`allowed: false`).
+/// Each message says what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "imagegate answers AdmissionReview {API_VERSION} only, and this request is {0}: list v1 in the webhook configuration's admissionReviewVersions (deploy/ does); the request is refused so that nothing is admitted unchecked"
+    )]
+    Version(String),
+    #[error(
+        "imagegate cannot read this AdmissionReview's request ({0}); it is refused so that nothing is admitted unchecked. The API server does not send such requests: check what is calling the webhook"
+    )]
+    Unreadable(String),
+    #[error(
+        "imagegate cannot judge {subject}: the {operation} request carries no object; it is refused so that nothing is admitted unchecked"
+    )]
+    NoObject { subject: String, operation: String },
+    #[error(
+        "imagegate cannot judge {subject}: {error}; fix the object so that it follows the Kubernetes API schema of its kind"
+    )]
+    Malformed { subject: String, error: ObjectError },
+    #[error(
+        "imagegate failed internally while judging {subject} (request uid {uid}); it is refused so that nothing is admitted unchecked. Retry; if it keeps failing, give the uid to the team that runs imagegate (its log has the details)"
+    )]
+    Internal { subject: String, uid: String },
+}
+
+impl Refusal {
+    /// `status.code`: 400 for a request that cannot be judged as sent, 500 when
+    /// imagegate failed.
+    pub fn code(&self) -> u16 {
+        match self {
+            Refusal::Internal { .. } => 500,
+            _ => 400,
+        }
+    }
+
+    /// `status.reason`, a Kubernetes `StatusReason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Internal { .. } => "InternalError",
+            _ => "BadRequest",
+        }
+    }
+}
+
+/// What an in-band answer must echo: the request's apiVersion and uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub api_version: String,
+    pub uid: String,
+}
+
+impl Envelope {
+    pub fn of(request: &Request) -> Envelope {
+        Envelope {
+            api_version: API_VERSION.to_string(),
+            uid: request.uid.clone(),
+        }
+    }
+}
+
+/// A body imagegate will not judge.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// Nothing to answer in-band: HTTP 400.
     #[error(transparent)]
-    Object(#[from] ObjectError),
+    NotAReview(#[from] ReviewError),
+    /// An AdmissionReview with a uid that cannot be judged: denied in-band.
+    #[error("{}", .0.refusal)]
+    Refused(Box<InBand>),
+}
+
+/// An in-band refusal and what its reply must echo.
+#[derive(Debug)]
+pub struct InBand {
+    pub envelope: Envelope,
+    pub refusal: Refusal,
+}
+
+impl Rejected {
+    fn refused(envelope: Envelope, refusal: Refusal) -> Rejected {
+        Rejected::Refused(Box::new(InBand { envelope, refusal }))
+    }
 }
 
 /// Parses and checks an AdmissionReview body.
-pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: Review = serde_json::from_slice(body)?;
-    if review.types.api_version != API_VERSION || review.types.kind != KIND {
-        return Err(ReviewError::Version {
-            api_version: review.types.api_version,
-            kind: review.types.kind,
-        });
-    }
-    let request: Request = review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    if request.uid.is_empty() {
-        return Err(ReviewError::NoUid);
-    }
+pub fn parse(body: &[u8]) -> Result<Request, Rejected> {
+    let review: Review = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(e) => return Err(unreadable(body, e)),
+    };
+    envelope(
+        Some(&review.types.api_version),
+        Some(&review.types.kind),
+        review.request.is_some(),
+        review.request.as_ref().map(|r| r.uid.as_str()),
+    )?;
+    let request: Request = review
+        .try_into()
+        .map_err(|_| Rejected::NotAReview(ReviewError::NoRequest))?;
     Ok(request)
+}
+
+/// The envelope of an AdmissionReview imagegate can answer in-band, or why not.
+fn envelope(
+    api_version: Option<&str>,
+    kind: Option<&str>,
+    has_request: bool,
+    uid: Option<&str>,
+) -> Result<Envelope, Rejected> {
+    let api_version = match api_version {
+        Some(v) if v.starts_with(API_GROUP_PREFIX) && kind == Some(KIND) => v,
+        _ => {
+            return Err(ReviewError::Version {
+                api_version: api_version.unwrap_or_default().to_string(),
+                kind: kind.unwrap_or_default().to_string(),
+            }
+            .into());
+        }
+    };
+    if !has_request {
+        return Err(ReviewError::NoRequest.into());
+    }
+    let Some(uid) = uid.filter(|u| !u.is_empty()) else {
+        return Err(ReviewError::NoUid.into());
+    };
+    // The API server's uids are UUIDs. Anything else is not from it, and is echoed
+    // and logged only if it is short and printable.
+    if uid.len() > MAX_UID_LEN || !uid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ReviewError::BadUid.into());
+    }
+    let envelope = Envelope {
+        api_version: api_version.to_string(),
+        uid: uid.to_string(),
+    };
+    if api_version != API_VERSION {
+        let refusal = Refusal::Version(api_version.to_string());
+        return Err(Rejected::refused(envelope, refusal));
+    }
+    Ok(envelope)
+}
+
+/// A body that does not deserialize as an AdmissionReview: refused in-band when it
+/// is one with a uid (a field of the request has the wrong shape), else a 400.
+/// Only this error path reads the body a second and third time.
+fn unreadable(body: &[u8], error: serde_json::Error) -> Rejected {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return ReviewError::Json(error).into();
+    };
+    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
+    let has_request = value.get("request").is_some_and(Value::is_object);
+    match envelope(
+        text("/apiVersion"),
+        text("/kind"),
+        has_request,
+        text("/request/uid"),
+    ) {
+        Err(rejected) => rejected,
+        Ok(envelope) => {
+            // Read the request again, for the path of the field at fault.
+            let detail = match serde_path_to_error::deserialize::<_, Request>(&value["request"]) {
+                Err(e) if e.path().to_string() != "." => {
+                    format!("request.{}: {}", e.path(), e.inner())
+                }
+                Err(e) => format!("request: {}", e.inner()),
+                Ok(_) => error.to_string(),
+            };
+            Rejected::refused(envelope, Refusal::Unreadable(detail))
+        }
+    }
+}
+
+/// `Pod "web" in namespace "team"`, for messages about a request.
+pub fn subject(request: &Request) -> String {
+    let name = request
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.name.clone().or(o.metadata.generate_name.clone()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| request.name.clone());
+    let mut out = request.kind.kind.clone();
+    if !name.is_empty() {
+        out.push_str(&format!(" \"{name}\""));
+    }
+    if let Some(ns) = request.namespace.as_deref().filter(|n| !n.is_empty()) {
+        out.push_str(&format!(" in namespace \"{ns}\""));
+    }
+    out
+}
+
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
 }
 
 /// The workload to judge, or `None` when the request has nothing to judge (a
@@ -63,8 +261,10 @@ pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
 /// `ephemeralcontainers`).
 ///
 /// On an UPDATE only the images that are new or changed are judged; for the
-/// `pods/ephemeralcontainers` subresource only the ephemeral containers.
-pub fn workload(request: &Request) -> Result<Option<Workload>, ReviewError> {
+/// `pods/ephemeralcontainers` subresource only the ephemeral containers. An
+/// `oldObject` that cannot be read is ignored: every image is then judged, as on a
+/// CREATE.
+pub fn workload(request: &Request) -> Result<Option<Workload>, Refusal> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return Ok(None);
     }
@@ -74,8 +274,11 @@ pub fn workload(request: &Request) -> Result<Option<Workload>, ReviewError> {
         Some(_) => return Ok(None),
     };
     let kind = &request.kind;
+    if pod_spec_pointer(&kind.group, &kind.kind).is_none() {
+        return Ok(None);
+    }
     let namespace = request.namespace.as_deref().unwrap_or_default();
-    let read = |object: &DynamicObject| -> Result<Option<Workload>, ReviewError> {
+    let read = |object: &DynamicObject| -> Result<Option<Workload>, ObjectError> {
         let mut w = Workload::from_object(&kind.group, &kind.kind, namespace, &object.data)?;
         if let Some(w) = w.as_mut() {
             w.name = object
@@ -95,21 +298,36 @@ pub fn workload(request: &Request) -> Result<Option<Workload>, ReviewError> {
         }
         Ok(w)
     };
-    let object = request.object.as_ref().ok_or(ReviewError::NoObject {
-        operation: request.operation.clone(),
+    let object = request.object.as_ref().ok_or_else(|| Refusal::NoObject {
+        subject: subject(request),
+        operation: operation_name(&request.operation).to_string(),
     })?;
-    let Some(mut workload) = read(object)? else {
+    let read_object = read(object).map_err(|error| Refusal::Malformed {
+        subject: subject(request),
+        error,
+    })?;
+    let Some(mut workload) = read_object else {
         return Ok(None);
     };
     if ephemeral {
         workload.retain_ephemeral();
     }
     if request.operation == Operation::Update {
-        workload.is_update = true;
-        if let Some(old) = request.old_object.as_ref()
-            && let Some(old) = read(old)?
-        {
-            workload.retain_changed(&old);
+        // A Pod's spec is immutable but for its images (and a few fields imagegate
+        // does not write).
+        if workload.kind == "Pod" && workload.change == super::SpecChange::Any {
+            workload.change = super::SpecChange::PodUpdate;
+        }
+        if let Some(old) = request.old_object.as_ref() {
+            match read(old) {
+                Ok(Some(old)) => workload.retain_changed(&old),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    uid = %request.uid,
+                    error = %e,
+                    "the oldObject cannot be read; judging every image of the object"
+                ),
+            }
         }
     }
     Ok(Some(workload))
@@ -155,6 +373,19 @@ pub fn respond(request: &Request, answer: Answer) -> Review {
             .with_patch(patch)
             .expect("a JSON patch always serializes");
     }
+    response.into_review()
+}
+
+/// Builds the in-band refusal: `allowed: false`, `status.code` 400 or 500, the
+/// reason in `status.message`, with the request's apiVersion and uid.
+pub fn refuse(envelope: &Envelope, refusal: &Refusal) -> Review {
+    let mut response = AdmissionResponse::invalid(refusal.to_string());
+    response.types.api_version = envelope.api_version.clone();
+    response.types.kind = KIND.to_string();
+    response.uid = envelope.uid.clone();
+    response.result.code = refusal.code();
+    response.result.reason = refusal.reason().into();
+    response.result.status = Some(StatusSummary::Failure);
     response.into_review()
 }
 
@@ -247,26 +478,90 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_v1_admission_review() {
+        // Nothing to answer in-band: an HTTP 400.
         let table: &[(&[u8], &str)] = &[
             (b"", "not a valid AdmissionReview"),
             (b"{", "not a valid AdmissionReview"),
-            (b"[]", "not a valid AdmissionReview"),
-            (br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#, "not a valid AdmissionReview"),
-            (br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#, "expected apiVersion admission.k8s.io/v1"),
+            (b"[]", "expected apiVersion admission.k8s.io/v1"),
+            (br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#, "empty uid"),
+            (br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#, "has no request"),
             (br#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#, "kind \"Pod\""),
+            (br#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"u"}}"#, "apiVersion \"v1\""),
+            (br#"{"kind":"AdmissionReview","request":{"uid":"u"}}"#, "apiVersion \"\""),
             (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "has no request"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7}}"#, "empty uid"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"a\nb"}}"#, "not a short printable identifier"),
         ];
         for (body, fragment) in table {
-            let err = parse(body).unwrap_err().to_string();
+            let err = parse(body).unwrap_err();
             assert!(
-                err.contains(fragment),
+                matches!(err, Rejected::NotAReview(_)) && err.to_string().contains(fragment),
                 "{}: {err}",
                 String::from_utf8_lossy(body)
             );
         }
         let mut r = pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None);
         r["uid"] = json!("");
-        assert!(matches!(parse(&review(r)), Err(ReviewError::NoUid)));
+        assert!(matches!(
+            parse(&review(r)),
+            Err(Rejected::NotAReview(ReviewError::NoUid))
+        ));
+    }
+
+    #[test]
+    fn an_admission_review_with_a_uid_is_refused_in_band() {
+        let uid = "705ab4f5-6393-11e8-b7cc-42010a800002";
+        let envelope = |api_version: &str| Envelope {
+            api_version: api_version.into(),
+            uid: uid.into(),
+        };
+        let mut v1beta1 = pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None);
+        v1beta1["uid"] = json!(uid);
+        let v1beta1 =
+            json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": KIND, "request": v1beta1});
+        let mut no_kind = pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None);
+        no_kind.as_object_mut().unwrap().remove("kind");
+        let mut labels = pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None);
+        labels["object"]["metadata"]["labels"] = json!(["x"]);
+        // (body, envelope, refusal message fragment)
+        let table: Vec<(Vec<u8>, Envelope, &str)> = vec![
+            (
+                serde_json::to_vec(&v1beta1).unwrap(),
+                envelope("admission.k8s.io/v1beta1"),
+                "this request is admission.k8s.io/v1beta1",
+            ),
+            (
+                br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}"#.to_vec(),
+                envelope("admission.k8s.io/v1beta1"),
+                "this request is admission.k8s.io/v1beta1",
+            ),
+            (review(no_kind), envelope(API_VERSION), "(request: missing field `kind`)"),
+            (review(labels), envelope(API_VERSION), "(request.object"),
+        ];
+        for (body, expected, fragment) in table {
+            match parse(&body) {
+                Err(Rejected::Refused(in_band)) => {
+                    let InBand {
+                        envelope: got,
+                        refusal,
+                    } = *in_band;
+                    assert_eq!(got, expected);
+                    assert_eq!(refusal.code(), 400);
+                    assert!(refusal.to_string().contains(fragment), "{refusal}");
+                    // The reply echoes the apiVersion and the uid.
+                    let reply: Value =
+                        serde_json::from_slice(&encode(&refuse(&got, &refusal))).unwrap();
+                    assert_eq!(reply["apiVersion"], expected.api_version.as_str());
+                    assert_eq!(reply["kind"], KIND);
+                    assert_eq!(reply["response"]["uid"], uid);
+                    assert_eq!(reply["response"]["allowed"], false);
+                    assert_eq!(reply["response"]["status"]["code"], 400);
+                    assert_eq!(reply["response"]["status"]["status"], "Failure");
+                    assert_eq!(reply["response"]["status"]["message"], refusal.to_string());
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(&body)),
+            }
+        }
     }
 
     #[test]
@@ -332,12 +627,71 @@ mod tests {
             None,
         )))
         .unwrap();
-        assert!(
-            workload(&req)
-                .unwrap_err()
-                .to_string()
-                .contains("no object")
-        );
+        assert!(matches!(
+            workload(&req),
+            Err(Refusal::NoObject { operation, .. }) if operation == "CREATE"
+        ));
+        // An oldObject that cannot be read: every image is judged, as on a CREATE.
+        let mut broken_old = old.clone();
+        broken_old["spec"]["containers"] = json!("x");
+        let req = parse(&review(pod_request(
+            "UPDATE",
+            new.clone(),
+            broken_old,
+            None,
+        )))
+        .unwrap();
+        let images: Vec<String> = workload(&req)
+            .unwrap()
+            .unwrap()
+            .containers
+            .into_iter()
+            .map(|c| c.image)
+            .collect();
+        assert_eq!(images, ["nginx:2", "envoy:1", "busybox"]);
+        // A kind imagegate does not cover needs no object.
+        let mut cm = pod_request("CREATE", Value::Null, Value::Null, None);
+        cm["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+        assert!(workload(&parse(&review(cm)).unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn only_images_may_change_on_a_pod_update_or_an_ephemeral_request() {
+        let old = pod(&[("app", "nginx:1")], &[]);
+        let new = pod(&[("app", "nginx:2")], &[("dbg", "busybox")]);
+        let mut deployment = pod_request("UPDATE", Value::Null, Value::Null, None);
+        deployment["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+        deployment["object"] =
+            json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": new["spec"]}}});
+        deployment["oldObject"] =
+            json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": old["spec"]}}});
+        use crate::admission::SpecChange;
+        // (request, what it may change)
+        let table = [
+            (
+                pod_request("CREATE", new.clone(), Value::Null, None),
+                SpecChange::Any,
+            ),
+            (
+                pod_request("UPDATE", new.clone(), old.clone(), None),
+                SpecChange::PodUpdate,
+            ),
+            (
+                pod_request(
+                    "UPDATE",
+                    new.clone(),
+                    old.clone(),
+                    Some("ephemeralcontainers"),
+                ),
+                SpecChange::EphemeralContainers,
+            ),
+            (deployment, SpecChange::Any),
+        ];
+        for (request, change) in table {
+            let req = parse(&review(request.clone())).unwrap();
+            let w = workload(&req).unwrap().unwrap();
+            assert_eq!(w.change, change, "{request}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The command line: the binary's edge, where errors become `anyhow` and exit codes.
 
 mod check;
+mod doctor;
 mod serve;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +44,11 @@ enum Command {
     Policy(PolicyCommand),
     /// Generate a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
+    /// Check, step by step, whether an image can be pulled, and say why not.
+    Doctor(doctor::DoctorArgs),
+    /// Verify a cosign signature or Sigstore bundle offline, against a digest, an
+    /// authority (key or keyless identity) and a trust root.
+    Verify(Box<verify::VerifyArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,12 +84,19 @@ struct CertsArgs {
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // doctor's output is its report: logs only when RUST_LOG asks for them.
+    let default_filter = match cli.command {
+        Command::Doctor(_) => "off",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_filter);
     // One crypto provider for every TLS client and server in the process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Verify(args) => verify::run(*args),
         Command::Policy(PolicyCommand::Validate { path }) => match crate::policy::load(&path) {
             Ok(set) => {
                 println!(
@@ -123,9 +137,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -133,4 +147,17 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    // A panic is caught where imagegate answers (see `crate::unwind`); the hook only
+    // records where it happened, as a log record like any other (JSON stays JSON).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            panic = %crate::unwind::message(info.payload()),
+            location,
+            "panic"
+        );
+    }));
 }

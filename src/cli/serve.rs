@@ -34,6 +34,15 @@ pub(super) struct ServeArgs {
     /// PEM private key. [default: certs/tls.key]
     #[arg(long, env = "IMAGEGATE_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Accept only clients presenting a certificate issued by this CA (PEM): mTLS,
+    /// so that only the API server can ask for admissions (and make imagegate read
+    /// pull secrets). Reloaded when it changes. See README.
+    #[arg(long, env = "IMAGEGATE_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// Also serve /healthz, /readyz and /metrics over plain HTTP on this address
+    /// (for the kubelet's probes, which carry no client certificate).
+    #[arg(long, env = "IMAGEGATE_HEALTH_LISTEN")]
+    health_listen: Option<SocketAddr>,
     /// Seconds between checks of the policy files and the certificate for changes.
     #[arg(long, env = "IMAGEGATE_RELOAD_INTERVAL", default_value_t = 2.0)]
     reload_interval: f64,
@@ -88,6 +97,8 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         policies: args.policies,
         tls_cert,
         tls_key,
+        client_ca: args.client_ca,
+        health_listen: args.health_listen,
         reload_interval: Duration::from_secs_f64(args.reload_interval.max(0.05)),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
         shutdown_grace: Duration::from_secs_f64(args.shutdown_grace.max(0.0)),

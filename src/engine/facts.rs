@@ -1,7 +1,7 @@
 //! Facts about images, gathered by the inspector before the engine runs, and what
 //! the engine needs gathered for a workload.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::{Version, governs};
@@ -18,6 +18,8 @@ pub struct Facts {
     /// The cluster's Nodes, when they were needed and imagegate reads the
     /// Kubernetes API.
     pub nodes: Option<ClusterNodes>,
+    /// The pull secrets the policies name, and the ServiceAccount's.
+    pub pull_secrets: PullSecretFacts,
 }
 
 /// What the Kubernetes API said about the cluster's Nodes.
@@ -27,6 +29,48 @@ pub enum ClusterNodes {
     Listed(Arc<Vec<Node>>),
     /// They could not be read (the message says why: an error, or the deadline).
     Unavailable(String),
+}
+
+/// What the cluster says about the pull secrets the policies name for a workload.
+/// Empty when nothing was gathered (offline, in `imagegate check`): the rules that
+/// read it are then not evaluated.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullSecretFacts {
+    /// The `imagePullSecrets` of the pod's ServiceAccount, read when the pod names
+    /// none (the ServiceAccount admission plugin copies them only into such pods).
+    pub service_account: Option<ServiceAccountSecrets>,
+    /// By Secret name, in the pod's namespace.
+    pub secrets: HashMap<String, SecretFacts>,
+}
+
+/// A ServiceAccount and the pull secret names it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountSecrets {
+    pub name: String,
+    pub secrets: Vec<String>,
+}
+
+/// One Secret as the kubelet would see it. Never its contents: only the `auths`
+/// keys, which name registries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFacts {
+    /// No Secret of that name in the namespace.
+    Missing,
+    /// A Secret of another type (as found; empty when it has none), which the
+    /// kubelet ignores for pulls.
+    WrongType(String),
+    /// Of a docker-config type, but it holds no usable docker config (why).
+    Invalid(String),
+    /// A docker config.
+    DockerConfig {
+        /// The `auths` keys as written, in order.
+        keys: Vec<String>,
+        /// For each image (as written in the pod spec) the `auths` key that
+        /// matches it, as the kubelet matches them; absent when none does.
+        matches: HashMap<String, String>,
+    },
+    /// The Secret could not be read (why): the check fails closed.
+    Unreadable(String),
 }
 
 /// What the registry said about one image.
@@ -114,17 +158,31 @@ pub struct Needs {
     pub images: BTreeMap<String, bool>,
     /// Whether the cluster's Nodes are needed (where the pod can land).
     pub nodes: bool,
+    /// Pull secrets `requirePullSecret` checks, with the images (as written) each
+    /// must have an `auths` entry for.
+    pub pull_secrets: BTreeMap<String, BTreeSet<String>>,
+    /// Whether the ServiceAccount's pull secrets are needed: the pod names none, and
+    /// a policy names a secret for one of its images.
+    pub service_account: bool,
+    /// Pull secrets imagegate adds to the pod (now, or to its Pods when they are
+    /// created), in order: the node will pull with them, so the lookups use them too.
+    pub injected_pull_secrets: Vec<String>,
 }
 
 impl Needs {
     pub fn is_empty(&self) -> bool {
-        self.images.is_empty() && !self.nodes
+        self.images.is_empty()
+            && !self.nodes
+            && self.pull_secrets.is_empty()
+            && !self.service_account
+            && self.injected_pull_secrets.is_empty()
     }
 }
 
 /// The lookups `decide` will read, so that nothing else is asked of the registry.
 pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
     let mut needs = Needs::default();
+    super::pull_secrets::needs(policies, workload, &mut needs);
     let applicable: Vec<_> = policies
         .policies
         .iter()
@@ -146,13 +204,7 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         // Before any lookup a tag beside a digest is unchecked: govern as widely as
         // the unknown version allows, and skip only what no lookup could admit.
         let version = Version::of(&image, None);
-        let refused = policies.policies.iter().any(|p| {
-            p.mode == Mode::Enforce
-                && p.applies_to_namespace(&workload.namespace)
-                && governs(p, &image, &version)
-                && super::rules::refuses_by_name(p, &image)
-        });
-        if refused {
+        if refused_by_name(policies, workload, &image, &version) {
             continue;
         }
         for policy in applicable.iter().filter(|p| governs(p, &image, &version)) {
@@ -163,6 +215,22 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         }
     }
     needs
+}
+
+/// Whether an Enforce policy refuses `image` on its name alone, whatever a lookup
+/// could say: such an image is never looked up and gets no pull secret.
+pub(super) fn refused_by_name(
+    policies: &PolicySet,
+    workload: &Workload,
+    image: &ImageRef,
+    version: &Version<'_>,
+) -> bool {
+    policies.policies.iter().any(|p| {
+        p.mode == Mode::Enforce
+            && p.applies_to_namespace(&workload.namespace)
+            && governs(p, image, version)
+            && super::rules::refuses_by_name(p, image)
+    })
 }
 
 /// What went wrong when asking a registry about an image. The registry client
@@ -189,6 +257,24 @@ pub enum FailureKind {
     /// The registry was not asked: reading from the Kubernetes API server (pull
     /// secrets, ServiceAccounts) used up the admission deadline.
     KubernetesApi,
+    /// The registry sent a body over imagegate's limit for its kind (a manifest
+    /// over 4 MiB, a config or token over theirs).
+    TooLarge,
+    /// What came back for a manifest is not one (an HTML page from a proxy, JSON
+    /// of another kind, a media type imagegate does not know).
+    NotAManifest,
+    /// The body does not hash to the digest it was asked for or announced with.
+    DigestMismatch,
+    /// The registry, its token realm or a redirect points at an address imagegate
+    /// does not connect to (loopback, link-local, a denied network).
+    AddressRefused,
+    /// `localhost[:port]` or a loopback IP: the node's own registry, which the
+    /// kubelet reaches on each node and imagegate cannot see.
+    NodeLocal,
+    /// The registry (or its token server) answered something the registry client
+    /// could not use and failed on, such as a token that is not a valid HTTP
+    /// header value.
+    UnusableAnswer,
     Other,
 }
 
@@ -207,6 +293,12 @@ impl FailureKind {
             FailureKind::RateLimited => "rate-limited",
             FailureKind::Server(_) => "server-error",
             FailureKind::KubernetesApi => "kubernetes-api",
+            FailureKind::TooLarge => "too-large",
+            FailureKind::NotAManifest => "not-a-manifest",
+            FailureKind::DigestMismatch => "digest-mismatch",
+            FailureKind::AddressRefused => "address-refused",
+            FailureKind::NodeLocal => "node-local",
+            FailureKind::UnusableAnswer => "unusable-answer",
             FailureKind::Other => "other",
         }
     }

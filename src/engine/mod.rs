@@ -6,6 +6,7 @@
 //! webhook and the offline `check` command.
 
 mod facts;
+mod pull_secrets;
 mod registry_rules;
 mod rules;
 
@@ -16,8 +17,9 @@ use crate::reference::ImageRef;
 
 pub use facts::{
     ClusterNodes, Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, NodeView,
-    TagCheck, needs,
+    PullSecretFacts, SecretFacts, ServiceAccountSecrets, TagCheck, needs,
 };
+pub use pull_secrets::pull_secret_problem;
 pub use rules::Rule;
 
 /// One rule one container's image breaks.
@@ -60,7 +62,8 @@ pub struct Decision {
     /// The patches an Audit policy would have made (`would pin: ...`), for the
     /// mutating webhook, which reports them instead of applying them.
     pub would_mutate: Vec<String>,
-    /// The mutations (digest pins, node affinity), for the mutating webhook.
+    /// The mutations (digest pins, node affinity, pull secrets), for the mutating
+    /// webhook: one JSON Patch whose operations touch distinct paths.
     pub patches: Vec<json_patch::PatchOperation>,
     /// Violations that the mutating webhook's patches resolve. The validating
     /// webhook, which sees the object after every mutation, treats them as
@@ -195,15 +198,16 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         }
     }
     arch.finish(workload, &mut decision);
-    // A container that is denied anyway is not pinned.
-    let denied: Vec<&str> = decision
+    // A container that is denied anyway is not pinned, and gets no pull secret.
+    let denied: Vec<String> = decision
         .violations
         .iter()
-        .map(|v| v.container.pointer.as_str())
+        .map(|v| v.container.pointer.clone())
         .collect();
     decision
         .patches
-        .retain(|p| !denied.contains(&p.path().as_str()));
+        .retain(|p| !denied.contains(&p.path().to_string()));
+    pull_secrets::decide(policies, workload, facts, &denied, &mut decision);
     decision
 }
 

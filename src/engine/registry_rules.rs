@@ -204,18 +204,18 @@ impl ArchPlan {
                 .join(", ")
         };
         let missing_list = list(&missing);
-        let mut cannot_patch = None;
+        let mut cannot_patch: Option<String> = None;
         if rules.on_mismatch == ArchMismatchAction::AddNodeAffinity
             && !placement.pod_constrained
             && !supported.is_empty()
         {
-            if ctx.workload.is_update && ctx.workload.kind == "Pod" {
-                cannot_patch = Some(
-                    "; a Pod's node affinity cannot change after it is created, so imagegate adds none on an UPDATE",
-                );
+            if let Some(why) = ctx.workload.change.fixed_because() {
+                cannot_patch = Some(format!(
+                    "; {why}, so imagegate adds no node affinity to this request"
+                ));
             } else if expressions(&placement.platforms, &supported).is_none() {
                 cannot_patch = Some(
-                    "; no node affinity on kubernetes.io/os and kubernetes.io/arch selects exactly the nodes the images run on",
+                    "; no node affinity on kubernetes.io/os and kubernetes.io/arch selects exactly the nodes the images run on".to_string(),
                 );
             } else if ctx.policy.mode == Mode::Audit {
                 decision.would_mutate.push(format!(

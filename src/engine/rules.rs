@@ -21,6 +21,9 @@ pub enum Rule {
     Preflight,
     /// The image lacks an architecture the pod may land on.
     Architectures,
+    /// The pull secret a policy names for the image's registry is missing or does
+    /// not fit it.
+    RequirePullSecret,
 }
 
 impl Rule {
@@ -34,6 +37,7 @@ impl Rule {
             Rule::TagsAllow => "tags.allow",
             Rule::Preflight => "preflight",
             Rule::Architectures => "architectures",
+            Rule::RequirePullSecret => "requirePullSecret",
         }
     }
 }

@@ -544,6 +544,7 @@ spec:
             (FailureKind::ConnectionRefused, true, true),
             (FailureKind::TlsUnknownAuthority, true, true),
             (FailureKind::RateLimited, true, true),
+            (FailureKind::UnusableAnswer, true, true),
         ];
         for (kind, allowed, warned) in table {
             let d = decide(
@@ -787,14 +788,13 @@ spec:
 
         // No patch where it cannot land or cannot be exact: denied with the reason.
         let mut update = workload("Pod", "mutate", img, json!({}));
-        update.is_update = true;
-        let mut template_update = workload("Deployment", "mutate", img, json!({}));
-        template_update.is_update = true;
+        update.change = crate::admission::SpecChange::PodUpdate;
+        let template_update = workload("Deployment", "mutate", img, json!({}));
         let mut facts = found(img, &["linux/amd64"]);
         facts.nodes = Some(platform_nodes(&two));
         let d = decide(&policies(), &update, &facts);
         assert!(!d.allowed() && d.patches.is_empty());
-        assert!(d.violations[0].message.contains("a Pod's node affinity cannot change after it is created, so imagegate adds none on an UPDATE"), "{}", d.violations[0].message);
+        assert!(d.violations[0].message.contains("a Pod's spec cannot change after it is created, but for its images, so imagegate adds no node affinity to this request"), "{}", d.violations[0].message);
         let d = decide(&policies(), &template_update, &facts);
         assert!(d.allowed(), "a workload's template may change");
         assert_eq!(d.patches[0].path().as_str(), "/spec/template/spec/affinity");
@@ -956,6 +956,7 @@ spec:
                 Needs {
                     images: [(img.to_string(), false)].into(),
                     nodes: false,
+                    ..Needs::default()
                 },
             ),
             (
@@ -963,6 +964,7 @@ spec:
                 Needs {
                     images: [(img.to_string(), true)].into(),
                     nodes: true,
+                    ..Needs::default()
                 },
             ),
             ("elsewhere", Needs::default()),
@@ -1270,6 +1272,739 @@ spec:
                 BTreeMap::new()
             };
             assert_eq!(n.images, expected, "{ns} {image}");
+        }
+    }
+}
+
+/// `imagePullSecrets` and `requirePullSecret`: the patch in every starting shape,
+/// applied to the object; reinvocation; pinning in the same patch; Audit.
+mod pull_secrets {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::admission::SpecChange;
+    use crate::engine::{ImageFacts, SecretFacts, ServiceAccountSecrets, needs};
+
+    const PULL_POLICIES: &str = r#"
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: harbor}
+spec:
+  namespaces: [team, templates-default]
+  imagePullSecrets:
+    - {registry: harbor.example.com, secretName: registry-harbor}
+    - {registry: "*.dkr.ecr.eu-west-1.amazonaws.com", secretName: ecr-pull}
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: pin}
+spec:
+  namespaces: [team]
+  pinDigests: true
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: audit}
+spec:
+  mode: Audit
+  namespaces: [audit]
+  imagePullSecrets: [{registry: harbor.example.com, secretName: registry-harbor}]
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: templates}
+spec:
+  namespaces: [templates]
+  imagePullSecrets: [{registry: harbor.example.com, secretName: registry-harbor}]
+  injectPullSecretsOn: [Deployment, CronJob]
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: required}
+spec:
+  namespaces: [required]
+  imagePullSecrets: [{registry: harbor.example.com, secretName: registry-harbor}]
+  requirePullSecret: Deny
+  message: "Ask #platform."
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: warned}
+spec:
+  namespaces: [warned]
+  imagePullSecrets: [{registry: harbor.example.com, secretName: registry-harbor}]
+  requirePullSecret: Warn
+  injectPullSecretsOn: []
+---
+apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: only-quay}
+spec:
+  namespaces: [quay-only]
+  registries: {allow: [quay.io]}
+  imagePullSecrets: [{registry: harbor.example.com, secretName: registry-harbor}]
+"#;
+
+    const HARBOR: &str = "harbor.example.com/app/web:v1";
+    const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v2";
+
+    fn policies() -> PolicySet {
+        PolicySet::compile(&load_sources(&[("s.yaml", PULL_POLICIES)])).unwrap()
+    }
+
+    /// An object of `kind` whose pod spec is `spec`.
+    fn object(kind: &str, spec: serde_json::Value) -> serde_json::Value {
+        match kind {
+            "Pod" => json!({"metadata": {"name": "web"}, "spec": spec}),
+            "CronJob" => json!({"metadata": {"name": "web"},
+                "spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}),
+            _ => json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": spec}}}),
+        }
+    }
+
+    fn read(kind: &str, ns: &str, object: &serde_json::Value, change: SpecChange) -> Workload {
+        let group = match kind {
+            "Pod" => "",
+            "CronJob" => "batch",
+            _ => "apps",
+        };
+        let mut w = Workload::from_object(group, kind, ns, object)
+            .unwrap()
+            .unwrap();
+        w.change = change;
+        if change == SpecChange::EphemeralContainers {
+            w.retain_ephemeral();
+        }
+        w
+    }
+
+    fn with_sa(secrets: &[&str]) -> Facts {
+        let mut facts = Facts::default();
+        facts.pull_secrets.service_account = Some(ServiceAccountSecrets {
+            name: "default".into(),
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        });
+        facts
+    }
+
+    /// Applies the decision's patch to `object`.
+    fn apply(object: &serde_json::Value, d: &Decision) -> serde_json::Value {
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &d.patches).expect("the patch applies");
+        patched
+    }
+
+    #[test]
+    fn the_patch_is_right_in_every_starting_shape_and_a_second_pass_adds_nothing() {
+        let harbor = json!([{"name": "app", "image": HARBOR}]);
+        let both = json!([{"name": "app", "image": HARBOR}, {"name": "side", "image": ECR}]);
+        let secret = |n: &str| json!({"name": n});
+        // (kind, namespace, pod spec, what the request may change, the ServiceAccount's
+        // secrets (None: not read), the list after the patch (None: no field))
+        type Case = (
+            &'static str,
+            &'static str,
+            serde_json::Value,
+            SpecChange,
+            Option<Vec<&'static str>>,
+            Option<serde_json::Value>,
+        );
+        let any = SpecChange::Any;
+        let table: Vec<Case> = vec![
+            // Absent, null, empty, filled, already listed.
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor, "imagePullSecrets": null}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor, "imagePullSecrets": []}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor, "imagePullSecrets": [secret("other")]}),
+                any,
+                None,
+                Some(json!([secret("other"), secret("registry-harbor")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor, "imagePullSecrets": [secret("registry-harbor")]}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            // From the ServiceAccount: it counts only when the pod names none.
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor}),
+                any,
+                Some(vec!["registry-harbor"]),
+                None,
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor, "imagePullSecrets": []}),
+                any,
+                Some(vec!["registry-harbor"]),
+                Some(json!([])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor, "imagePullSecrets": [secret("other")]}),
+                any,
+                Some(vec!["registry-harbor"]),
+                Some(json!([secret("other"), secret("registry-harbor")])),
+            ),
+            // The ServiceAccount's other secrets are kept: naming one would drop them.
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor}),
+                any,
+                Some(vec!["dockerhub"]),
+                Some(json!([secret("dockerhub"), secret("registry-harbor")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor, "imagePullSecrets": []}),
+                any,
+                Some(vec!["dockerhub"]),
+                Some(json!([secret("dockerhub"), secret("registry-harbor")])),
+            ),
+            // Every container kind; one secret per registry used; none for others.
+            (
+                "Pod",
+                "team",
+                json!({"containers": both}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor"), secret("ecr-pull")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "a", "image": "nginx:1.27"}],
+                "initContainers": [{"name": "i", "image": ECR}]}),
+                any,
+                None,
+                Some(json!([secret("ecr-pull")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "a", "image": "nginx:1.27"}],
+                "ephemeralContainers": [{"name": "dbg", "image": HARBOR}]}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "a", "image": "nginx:1.27"}]}),
+                any,
+                None,
+                None,
+            ),
+            (
+                "Pod",
+                "elsewhere",
+                json!({"containers": harbor}),
+                any,
+                None,
+                None,
+            ),
+            // Two containers of one registry: one entry.
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "a", "image": HARBOR}, {"name": "b", "image": "harbor.example.com/x:1"}]}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            // Templates only where the policy lists their kind.
+            (
+                "Deployment",
+                "team",
+                json!({"containers": harbor}),
+                any,
+                None,
+                None,
+            ),
+            (
+                "Deployment",
+                "templates",
+                json!({"containers": harbor}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            (
+                "Deployment",
+                "templates",
+                json!({"containers": harbor, "imagePullSecrets": [secret("x")]}),
+                any,
+                None,
+                Some(json!([secret("x"), secret("registry-harbor")])),
+            ),
+            (
+                "CronJob",
+                "templates",
+                json!({"containers": harbor}),
+                any,
+                None,
+                Some(json!([secret("registry-harbor")])),
+            ),
+            (
+                "Pod",
+                "templates",
+                json!({"containers": harbor}),
+                any,
+                None,
+                None,
+            ),
+            // What the request cannot change is not patched.
+            (
+                "Pod",
+                "team",
+                json!({"containers": harbor}),
+                SpecChange::PodUpdate,
+                None,
+                None,
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "a", "image": "nginx:1.27"}],
+                "ephemeralContainers": [{"name": "dbg", "image": HARBOR}]}),
+                SpecChange::EphemeralContainers,
+                None,
+                None,
+            ),
+            // A container denied by another rule gets nothing.
+            (
+                "Pod",
+                "quay-only",
+                json!({"containers": harbor}),
+                any,
+                None,
+                None,
+            ),
+        ];
+        let policies = policies();
+        for (kind, ns, spec, change, sa, expected) in table {
+            let case = format!("{kind} {ns} {spec} {change:?} sa {sa:?}");
+            let object = object(kind, spec);
+            let w = read(kind, ns, &object, change);
+            let facts = sa.as_deref().map(with_sa).unwrap_or_default();
+            let d = decide(&policies, &w, &facts);
+            let patched = apply(&object, &d);
+            let list = patched.pointer(&format!("{}/imagePullSecrets", w.pod_spec_pointer));
+            let before = object.pointer(&format!("{}/imagePullSecrets", w.pod_spec_pointer));
+            match &expected {
+                Some(e) => assert_eq!(list, Some(e), "{case}"),
+                None => assert_eq!(list, before, "{case}"),
+            }
+            if ns != "quay-only" {
+                assert!(d.allowed(), "{case}: {:?}", d.violations);
+            }
+            // The second pass (reinvocation) finds everything there.
+            let again = decide(&policies, &read(kind, ns, &patched, change), &facts);
+            assert!(again.patches.is_empty(), "{case}: {:?}", again.patches);
+        }
+    }
+
+    #[test]
+    fn pins_and_pull_secrets_come_out_as_one_patch() {
+        let spec = json!({"containers": [{"name": "app", "image": HARBOR}, {"name": "side", "image": "nginx:1.27"}],
+                          "imagePullSecrets": [{"name": "dockerhub"}]});
+        let object = object("Pod", spec);
+        let w = read("Pod", "team", &object, SpecChange::Any);
+        let mut facts = Facts::default();
+        for image in [HARBOR, "nginx:1.27"] {
+            facts.images.insert(
+                image.into(),
+                ImageFacts::Found {
+                    digest: D.into(),
+                    tag_check: None,
+                    manifest: None,
+                },
+            );
+        }
+        let d = decide(&policies(), &w, &facts);
+        assert!(d.allowed(), "{:?}", d.violations);
+        let patched = apply(&object, &d);
+        assert_eq!(
+            patched["spec"],
+            json!({"containers": [{"name": "app", "image": format!("{HARBOR}@{D}")},
+                                  {"name": "side", "image": format!("nginx:1.27@{D}")}],
+                   "imagePullSecrets": [{"name": "dockerhub"}, {"name": "registry-harbor"}]})
+        );
+        // Reinvoked on the patched pod: the pins and the secret are there.
+        let mut pinned = Facts::default();
+        for image in [format!("{HARBOR}@{D}"), format!("nginx:1.27@{D}")] {
+            pinned.images.insert(
+                image,
+                ImageFacts::Found {
+                    digest: D.into(),
+                    tag_check: Some(crate::engine::TagCheck::PointsTo(D.into())),
+                    manifest: None,
+                },
+            );
+        }
+        let again = decide(
+            &policies(),
+            &read("Pod", "team", &patched, SpecChange::Any),
+            &pinned,
+        );
+        assert!(again.patches.is_empty(), "{:?}", again.patches);
+        assert!(again.allowed());
+    }
+
+    #[test]
+    fn audit_reports_the_would_be_addition_and_changes_nothing() {
+        let object = object(
+            "Pod",
+            json!({"containers": [{"name": "app", "image": HARBOR}]}),
+        );
+        let w = read("Pod", "audit", &object, SpecChange::Any);
+        let d = decide(&policies(), &w, &Facts::default());
+        assert!(d.patches.is_empty(), "{:?}", d.patches);
+        assert_eq!(
+            d.would_mutate,
+            [format!(
+                "would add imagePullSecret \"registry-harbor\" to Pod \"web\": container \"app\" image \"{HARBOR}\" needs it for registry harbor.example.com [policy audit, rule imagePullSecrets]"
+            )]
+        );
+    }
+
+    #[test]
+    fn require_pull_secret_says_what_is_wrong_with_the_secret() {
+        let docker_config = |matching: bool| SecretFacts::DockerConfig {
+            keys: vec!["quay.io".into(), "https://index.docker.io/v1/".into()],
+            matches: if matching {
+                HashMap::from([(HARBOR.to_string(), "harbor.example.com".to_string())])
+            } else {
+                HashMap::new()
+            },
+        };
+        // (namespace (`-listed`: the pod lists the secret itself), the secret (None:
+        // not gathered), what the request may change, expected: None admitted
+        // silently, Some((denied, fragment)))
+        type Case = (
+            &'static str,
+            Option<SecretFacts>,
+            SpecChange,
+            Option<(bool, &'static str)>,
+        );
+        let table: Vec<Case> = vec![
+            ("required", Some(docker_config(true)), SpecChange::Any, None),
+            // Offline (imagegate check): not evaluated.
+            ("required", None, SpecChange::Any, None),
+            (
+                "required",
+                Some(SecretFacts::Missing),
+                SpecChange::Any,
+                Some((
+                    true,
+                    "pull secret \"registry-harbor\" (for registry harbor.example.com) does not exist in namespace \"required\", so the node pulls without credentials and fails with \"authentication required\"; create it: kubectl create secret docker-registry registry-harbor --docker-server=harbor.example.com --docker-username=USER --docker-password=PASSWORD -n required. Ask #platform. [policy required, rule requirePullSecret]",
+                )),
+            ),
+            (
+                "required",
+                Some(SecretFacts::WrongType("Opaque".into())),
+                SpecChange::Any,
+                Some((
+                    true,
+                    "pull secret \"registry-harbor\" in namespace \"required\" has type \"Opaque\", not kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg), and the kubelet uses only those",
+                )),
+            ),
+            (
+                "required",
+                Some(SecretFacts::WrongType(String::new())),
+                SpecChange::Any,
+                Some((true, "has no type (Opaque)")),
+            ),
+            (
+                "required",
+                Some(SecretFacts::Invalid(
+                    "docker config is not valid JSON (line 1, column 2)".into(),
+                )),
+                SpecChange::Any,
+                Some((
+                    true,
+                    "holds no usable docker config (docker config is not valid JSON (line 1, column 2))",
+                )),
+            ),
+            (
+                "required",
+                Some(docker_config(false)),
+                SpecChange::Any,
+                Some((
+                    true,
+                    "has no auths entry matching harbor.example.com (its auths keys: \"quay.io\", \"https://index.docker.io/v1/\")",
+                )),
+            ),
+            (
+                "required",
+                Some(SecretFacts::DockerConfig {
+                    keys: vec![],
+                    matches: HashMap::new(),
+                }),
+                SpecChange::Any,
+                Some((true, "(it has no auths entry at all)")),
+            ),
+            (
+                "required",
+                Some(SecretFacts::Unreadable(
+                    "secrets \"registry-harbor\" is forbidden".into(),
+                )),
+                SpecChange::Any,
+                Some((
+                    true,
+                    "could not be read (secrets \"registry-harbor\" is forbidden), so imagegate cannot tell whether it fits",
+                )),
+            ),
+            // kubectl debug cannot add it: the pod lacks it, whatever the secret holds.
+            (
+                "required",
+                Some(docker_config(true)),
+                SpecChange::EphemeralContainers,
+                Some((
+                    true,
+                    "the pod does not list pull secret \"registry-harbor\", which policy required names for registry harbor.example.com, and imagegate cannot add it: a kubectl debug request (pods/ephemeralcontainers) changes only the ephemeral containers; add {\"name\": \"registry-harbor\"} to spec.imagePullSecrets",
+                )),
+            ),
+            (
+                "required",
+                Some(docker_config(true)),
+                SpecChange::PodUpdate,
+                Some((
+                    true,
+                    "imagegate cannot add it: a Pod's spec cannot change after it is created, but for its images",
+                )),
+            ),
+            // Warn admits, with the reason; a policy that adds to no kind judges the pod.
+            (
+                "warned-listed",
+                Some(SecretFacts::Missing),
+                SpecChange::Any,
+                Some((false, "does not exist in namespace \"warned\"")),
+            ),
+            (
+                "warned",
+                Some(docker_config(true)),
+                SpecChange::Any,
+                Some((
+                    false,
+                    "imagegate cannot add it: policy warned adds pull secrets to no kind",
+                )),
+            ),
+        ];
+        let policies = policies();
+        for (ns, secret, change, expected) in table {
+            let mut spec = match change {
+                SpecChange::EphemeralContainers => {
+                    json!({"containers": [{"name": "a", "image": "nginx:1.27"}],
+                    "ephemeralContainers": [{"name": "app", "image": HARBOR}]})
+                }
+                _ => json!({"containers": [{"name": "app", "image": HARBOR}]}),
+            };
+            // A pod that lists the secret itself.
+            let ns = match ns.strip_suffix("-listed") {
+                Some(ns) => {
+                    spec["imagePullSecrets"] = json!([{"name": "registry-harbor"}]);
+                    ns
+                }
+                None => ns,
+            };
+            let object = object("Pod", spec);
+            let w = read("Pod", ns, &object, change);
+            let mut facts = Facts::default();
+            if let Some(s) = &secret {
+                facts
+                    .pull_secrets
+                    .secrets
+                    .insert("registry-harbor".into(), s.clone());
+            }
+            let d = decide(&policies, &w, &facts);
+            let case = format!("{ns} {secret:?} {change:?}");
+            match expected {
+                None => {
+                    assert!(
+                        d.allowed() && d.warnings.is_empty(),
+                        "{case}: {:?} {:?}",
+                        d.violations,
+                        d.warnings
+                    );
+                    // Unless the mutating webhook's patch lands, the validating one denies.
+                    assert_eq!(d.unless_mutated.len(), 1, "{case}");
+                    assert!(
+                        d.unless_mutated[0]
+                            .message
+                            .contains("imagegate's mutating webhook adds; it is missing, so the patch never landed"),
+                        "{:?}",
+                        d.unless_mutated
+                    );
+                }
+                Some((true, fragment)) => {
+                    assert!(!d.allowed(), "{case}");
+                    assert_eq!(d.violations.len(), 1, "{case}");
+                    assert_eq!(d.violations[0].rule, Rule::RequirePullSecret);
+                    let msg = d.denial_message(&w);
+                    assert!(msg.contains(fragment), "{case}: {msg}\nlacks {fragment}");
+                }
+                Some((false, fragment)) => {
+                    assert!(d.allowed(), "{case}");
+                    assert_eq!(d.warnings.len(), 1, "{case}: {:?}", d.warnings);
+                    assert!(
+                        d.warnings[0].contains(fragment),
+                        "{case}: {}",
+                        d.warnings[0]
+                    );
+                    assert!(
+                        d.warnings[0].ends_with(
+                            "(admitted because policy warned has requirePullSecret: Warn)"
+                        ),
+                        "{}",
+                        d.warnings[0]
+                    );
+                }
+            }
+        }
+        // Hostile auths keys are quoted with control characters escaped, and cut.
+        let facts = Facts {
+            pull_secrets: crate::engine::PullSecretFacts {
+                service_account: None,
+                secrets: HashMap::from([(
+                    "registry-harbor".to_string(),
+                    SecretFacts::DockerConfig {
+                        keys: vec![format!("evil\n{}", "k".repeat(500)); 9],
+                        matches: HashMap::new(),
+                    },
+                )]),
+            },
+            ..Facts::default()
+        };
+        let w = read(
+            "Pod",
+            "required",
+            &object(
+                "Pod",
+                json!({"containers": [{"name": "app", "image": HARBOR}]}),
+            ),
+            SpecChange::Any,
+        );
+        let msg = decide(&policies, &w, &facts).denial_message(&w);
+        assert!(
+            !msg.contains("evil\n") && msg.contains("\"evil\\nkkk"),
+            "{msg}"
+        );
+        assert!(msg.contains("and 4 more") && msg.len() < 2000, "{msg}");
+    }
+
+    #[test]
+    fn needs_name_the_secrets_to_read_and_the_ones_the_lookups_use() {
+        let policies = policies();
+        let harbor = json!({"containers": [{"name": "app", "image": HARBOR}]});
+        // (kind, namespace, spec, secrets to check, ServiceAccount needed, injected)
+        let table = [
+            (
+                "Pod",
+                "team",
+                harbor.clone(),
+                vec![],
+                true,
+                vec!["registry-harbor"],
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "app", "image": HARBOR}], "imagePullSecrets": [{"name": "x"}]}),
+                vec![],
+                false,
+                vec!["registry-harbor"],
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "app", "image": HARBOR}], "imagePullSecrets": [{"name": "registry-harbor"}]}),
+                vec![],
+                false,
+                vec![],
+            ),
+            // Its Pods will get it: the template's lookups use it too.
+            (
+                "Deployment",
+                "team",
+                harbor.clone(),
+                vec![],
+                true,
+                vec!["registry-harbor"],
+            ),
+            ("Pod", "audit", harbor.clone(), vec![], true, vec![]),
+            (
+                "Pod",
+                "required",
+                harbor.clone(),
+                vec!["registry-harbor"],
+                true,
+                vec!["registry-harbor"],
+            ),
+            (
+                "Pod",
+                "warned",
+                harbor.clone(),
+                vec!["registry-harbor"],
+                true,
+                vec![],
+            ),
+            (
+                "Pod",
+                "team",
+                json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                vec![],
+                false,
+                vec![],
+            ),
+            // Refused by name: no secret, nothing read.
+            ("Pod", "quay-only", harbor.clone(), vec![], false, vec![]),
+        ];
+        for (kind, ns, spec, check, sa, injected) in table {
+            let w = read(kind, ns, &object(kind, spec.clone()), SpecChange::Any);
+            let n = needs(&policies, &w);
+            let case = format!("{kind} {ns} {spec}");
+            let checked: Vec<&str> = n.pull_secrets.keys().map(String::as_str).collect();
+            assert_eq!(checked, check, "{case}");
+            if let Some(images) = n.pull_secrets.get("registry-harbor") {
+                assert_eq!(images.iter().collect::<Vec<_>>(), [HARBOR], "{case}");
+            }
+            assert_eq!(n.service_account, sa, "{case}");
+            assert_eq!(n.injected_pull_secrets, injected, "{case}");
         }
     }
 }

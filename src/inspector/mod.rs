@@ -1,5 +1,11 @@
 //! The inspector gathers facts about a workload's images before the engine runs:
-//! digests, platforms, whether the pull would succeed, and the Nodes' architectures.
+//! digests, platforms, whether the pull would succeed, the Nodes' architectures, and
+//! the pull secrets the policies name (what each holds: its type and `auths` keys,
+//! never its contents) with the ServiceAccount's list.
+//!
+//! Lookups use the credentials the node will use: the pod's pull secrets (or its
+//! ServiceAccount's when it names none), then the ones imagegate adds to it
+//! ([`Needs::injected_pull_secrets`]), then imagegate's own.
 //!
 //! Cost rules, because this is the admission hot path:
 //! - a tag's digest is cached for `tag_ttl` (60 s by default); a failed lookup for
@@ -15,8 +21,16 @@
 //! Credentials are tried as the kubelet tries them: every matching one in turn,
 //! whatever the error, until one gets an answer; with none, anonymously. An empty
 //! `auths` entry means anonymous, as for containerd.
+//!
+//!
+//! Registry answers are hostile input, and the OCI client can panic on some (it
+//! unwraps a token into a header value). Each registry call (the digest resolution
+//! and the manifest fetch) therefore runs under [`crate::unwind::catch`] inside the
+//! cache's init future: a panic becomes an `unusable-answer` lookup failure, judged
+//! by `onRegistryError` and cached like any failure, and the caches' coalescing
+//! never sees it (moka would make every waiter retry the panicking init).
 
-mod messages;
+pub mod messages;
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -29,9 +43,12 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use crate::admission::Workload;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PullSecret};
 use crate::credentials::{Credential, DockerConfig, Keyring, RegistryPattern};
-use crate::engine::{ClusterNodes, Facts, ImageFacts, LookupFailure, Needs, NodeView, TagCheck};
+use crate::engine::{
+    ClusterNodes, Facts, ImageFacts, LookupFailure, Needs, NodeView, PullSecretFacts, SecretFacts,
+    ServiceAccountSecrets, TagCheck,
+};
 use crate::reference::ImageRef;
 use crate::registry::{FailureKind, ManifestFacts, RegistryClient, RegistryError};
 use crate::telemetry::{Fact, Telemetry};
@@ -156,6 +173,17 @@ impl Pending {
     }
 }
 
+impl Credentials {
+    /// What a message about refused `tried` credentials may say.
+    fn context<'a>(&'a self, tried: &'a [Credential]) -> messages::CredentialContext<'a> {
+        messages::CredentialContext {
+            tried,
+            keys: self.keyring.keys(),
+            notes: &self.notes,
+        }
+    }
+}
+
 impl Inspector {
     pub fn new(
         registry: RegistryClient,
@@ -176,14 +204,40 @@ impl Inspector {
             None => None,
         };
         Ok(Inspector {
+            // Bounded in bytes: keys and details come from pod specs and registries.
             tags: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &TagKey, v: &TagResult| {
+                    let value = match v {
+                        Ok(r) => r.digest.len() + r.credential.as_ref().map_or(0, credential_bytes),
+                        Err(f) => {
+                            f.error.detail.len()
+                                + f.tried.iter().map(credential_bytes).sum::<usize>()
+                        }
+                    };
+                    weight(k.image.len() + value + 96)
+                })
                 .expire_after(TagExpiry {
                     ok: config.tag_ttl,
                     failed: config.failure_ttl,
                 })
                 .build(),
-            manifests: Cache::builder().max_capacity(100_000).build(),
+            manifests: Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &(String, String), v: &Arc<ManifestFacts>| {
+                    let platforms: usize = v
+                        .platforms
+                        .iter()
+                        .map(|p| {
+                            p.os.len()
+                                + p.architecture.len()
+                                + p.variant.as_ref().map_or(0, String::len)
+                                + 72
+                        })
+                        .sum();
+                    weight(k.0.len() + k.1.len() + platforms + 64)
+                })
+                .build(),
             registry,
             cluster,
             config,
@@ -230,30 +284,40 @@ impl Inspector {
                 },
             )
         };
+        let secrets = async {
+            match tokio::time::timeout_at(until, self.pull_secret_facts(needs, workload)).await {
+                Ok(facts) => facts,
+                Err(_) => late_secrets(needs),
+            }
+        };
         let images = async {
             if needs.images.is_empty() {
                 return Vec::new();
             }
             let pending = Pending::default();
-            let credentials =
-                match tokio::time::timeout_at(until, self.credentials(workload, &pending)).await {
-                    Ok(c) => c,
-                    Err(_) => {
-                        let reads = pending.list();
-                        tracing::warn!(
-                            ?reads,
-                            "the Kubernetes API reads used up the admission deadline"
-                        );
-                        return needs
-                            .images
-                            .keys()
-                            .map(|written| {
-                                let failure = messages::kubernetes_late(written, &reads, deadline);
-                                (written.clone(), ImageFacts::Failed(failure))
-                            })
-                            .collect();
-                    }
-                };
+            let credentials = match tokio::time::timeout_at(
+                until,
+                self.credentials(workload, &needs.injected_pull_secrets, &pending),
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(_) => {
+                    let reads = pending.list();
+                    tracing::warn!(
+                        ?reads,
+                        "the Kubernetes API reads used up the admission deadline"
+                    );
+                    return needs
+                        .images
+                        .keys()
+                        .map(|written| {
+                            let failure = messages::kubernetes_late(written, &reads, deadline);
+                            (written.clone(), ImageFacts::Failed(failure))
+                        })
+                        .collect();
+                }
+            };
             let api_time = started.elapsed();
             let credentials = &credentials;
             join_all(needs.images.iter().map(|(written, platforms)| async move {
@@ -273,9 +337,58 @@ impl Inspector {
             }))
             .await
         };
-        let (nodes, images) = futures::join!(nodes, images);
+        let (nodes, images, pull_secrets) = futures::join!(nodes, images, secrets);
         facts.nodes = nodes;
         facts.images = images.into_iter().collect();
+        facts.pull_secrets = pull_secrets;
+        facts
+    }
+
+    /// What the cluster says about the pull secrets `requirePullSecret` checks, and
+    /// the ServiceAccount's list when the pod names none.
+    async fn pull_secret_facts(&self, needs: &Needs, workload: &Workload) -> PullSecretFacts {
+        let mut facts = PullSecretFacts::default();
+        let ns = workload.namespace.as_str();
+        let Some(cluster) = &self.cluster else {
+            for name in needs.pull_secrets.keys() {
+                facts.secrets.insert(
+                    name.clone(),
+                    SecretFacts::Unreadable(
+                        "imagegate has no Kubernetes API access (serve --kubernetes false, or no in-cluster or KUBECONFIG configuration)".into(),
+                    ),
+                );
+            }
+            return facts;
+        };
+        let sa = async {
+            if !needs.service_account {
+                return None;
+            }
+            let name = service_account_name(workload);
+            match cluster.service_account_pull_secrets(ns, &name).await {
+                Ok(secrets) => Some(ServiceAccountSecrets {
+                    name,
+                    secrets: secrets.as_ref().clone(),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the ServiceAccount's pull secrets");
+                    None
+                }
+            }
+        };
+        let secrets = join_all(needs.pull_secrets.iter().map(|(name, images)| async move {
+            let facts = match cluster.read_pull_secret(ns, name).await {
+                Err(e) => SecretFacts::Unreadable(e.message),
+                Ok(PullSecret::Missing) => SecretFacts::Missing,
+                Ok(PullSecret::WrongType(t)) => SecretFacts::WrongType(t),
+                Ok(PullSecret::Invalid(why)) => SecretFacts::Invalid(why),
+                Ok(PullSecret::Config(config)) => docker_config_facts(&config, images),
+            };
+            (name.clone(), facts)
+        }));
+        let (sa, secrets) = futures::join!(sa, secrets);
+        facts.service_account = sa;
+        facts.secrets = secrets.into_iter().collect();
         facts
     }
 
@@ -367,8 +480,7 @@ impl Inspector {
                 return ImageFacts::Failed(messages::failure(
                     &image,
                     &refused.error,
-                    &refused.tried,
-                    credentials,
+                    &credentials.context(&refused.tried),
                 ));
             }
         };
@@ -385,10 +497,13 @@ impl Inspector {
             .entry(key)
             .or_try_insert_with(async {
                 let credential = sendable(resolved.credential.as_ref());
-                self.registry
-                    .manifest_facts(&image, &resolved.digest, credential)
-                    .await
-                    .map(Arc::new)
+                let fetch = self
+                    .registry
+                    .manifest_facts(&image, &resolved.digest, credential);
+                match crate::unwind::catch(fetch).await {
+                    Ok(fetched) => fetched.map(Arc::new),
+                    Err(panic) => Err(unusable(&image, &panic)),
+                }
             })
             .await;
         self.telemetry.cache(
@@ -403,7 +518,7 @@ impl Inspector {
             },
             Err(e) => {
                 let tried: Vec<Credential> = resolved.credential.iter().cloned().collect();
-                ImageFacts::Failed(messages::failure(&image, &e, &tried, credentials))
+                ImageFacts::Failed(messages::failure(&image, &e, &credentials.context(&tried)))
             }
         }
     }
@@ -433,7 +548,12 @@ impl Inspector {
         let entry = self
             .tags
             .entry(key)
-            .or_insert_with(self.resolve(&image, candidates.to_vec()))
+            .or_insert_with(async {
+                match crate::unwind::catch(self.resolve(&image, candidates.to_vec())).await {
+                    Ok(resolved) => resolved,
+                    Err(panic) => Err(refused(&image, unusable(&image, &panic), Vec::new())),
+                }
+            })
             .await;
         self.telemetry.cache(Fact::Digest, !entry.is_fresh());
         entry.into_value()
@@ -503,9 +623,15 @@ impl Inspector {
         Err(refused(image, error, tried))
     }
 
-    /// The keyring for a workload: its pod's pull secrets, its ServiceAccount's,
-    /// the configured ones, then the docker config file.
-    async fn credentials(&self, workload: &Workload, pending: &Pending) -> Credentials {
+    /// The keyring for a workload, in the order the node tries them: its pod's pull
+    /// secrets (or, when it names none, its ServiceAccount's), the ones imagegate
+    /// adds to it, then the configured ones and the docker config file.
+    async fn credentials(
+        &self,
+        workload: &Workload,
+        injected: &[String],
+        pending: &Pending,
+    ) -> Credentials {
         let mut keyring = Keyring::default();
         let mut notes = Vec::new();
         let ns = workload.namespace.as_str();
@@ -519,19 +645,17 @@ impl Inspector {
             .collect();
         match &self.cluster {
             None => {
-                if !pod_secrets.is_empty() || !self.config.pull_secrets.is_empty() {
+                if !pod_secrets.is_empty()
+                    || !injected.is_empty()
+                    || !self.config.pull_secrets.is_empty()
+                {
                     notes.push(
                         "pull secrets were not read: imagegate has no Kubernetes API access".into(),
                     );
                 }
             }
             Some(cluster) => {
-                let sa = workload
-                    .pod_spec
-                    .service_account_name
-                    .clone()
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "default".into());
+                let sa = service_account_name(workload);
                 // The ServiceAccount admission plugin copies the ServiceAccount's
                 // pull secrets into a pod only when the pod names none: the node
                 // pulls with one list or the other, never both.
@@ -566,6 +690,18 @@ impl Inspector {
                             format!("ServiceAccount \"{sa}\" imagePullSecret \"{ns}/{n}\""),
                         )
                     }))
+                    .chain(
+                        injected
+                            .iter()
+                            .filter(|n| !pod_secrets.contains(n) && !sa_secrets.contains(n))
+                            .map(|n| {
+                                (
+                                    ns.to_string(),
+                                    n.clone(),
+                                    format!("imagePullSecret \"{ns}/{n}\" (added by imagegate)"),
+                                )
+                            }),
+                    )
                     .chain(self.config.pull_secrets.iter().map(|(sns, n)| {
                         (
                             sns.clone(),
@@ -575,14 +711,23 @@ impl Inspector {
                     }))
                     .collect::<Vec<_>>();
                 let read = join_all(wanted.iter().map(|(sns, n, _)| {
-                    pending.track(format!("Secret \"{sns}/{n}\""), cluster.pull_secret(sns, n))
+                    pending.track(
+                        format!("Secret \"{sns}/{n}\""),
+                        cluster.read_pull_secret(sns, n),
+                    )
                 }))
                 .await;
                 for ((sns, n, label), result) in wanted.iter().zip(read) {
                     match result {
-                        Ok(Some(config)) => keyring.add(&config, label.clone()),
-                        Ok(None) => notes.push(format!(
-                            "{label} does not exist or is not of type kubernetes.io/dockerconfigjson (Secret \"{sns}/{n}\")"
+                        Ok(PullSecret::Config(config)) => keyring.add(&config, label.clone()),
+                        Ok(PullSecret::Missing) => notes.push(format!(
+                            "{label} does not exist (Secret \"{sns}/{n}\")"
+                        )),
+                        Ok(PullSecret::WrongType(t)) => notes.push(format!(
+                            "{label} is of type {t:?}, not kubernetes.io/dockerconfigjson, so the kubelet ignores it (Secret \"{sns}/{n}\")"
+                        )),
+                        Ok(PullSecret::Invalid(why)) => notes.push(format!(
+                            "{label} holds no usable docker config: {why} (Secret \"{sns}/{n}\")"
                         )),
                         Err(e) => notes.push(e.to_string()),
                     }
@@ -596,6 +741,56 @@ impl Inspector {
     }
 }
 
+/// The ServiceAccount the pod runs as.
+fn service_account_name(workload: &Workload) -> String {
+    workload
+        .pod_spec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// The `auths` keys of a pull secret and, for each image, the key that matches it
+/// as the kubelet matches them. Never a username or password.
+pub(crate) fn docker_config_facts(
+    config: &DockerConfig,
+    images: &std::collections::BTreeSet<String>,
+) -> SecretFacts {
+    let mut keyring = Keyring::default();
+    keyring.add(config, "");
+    let matches = images
+        .iter()
+        .filter_map(|written| {
+            let image = ImageRef::parse_cached(written).ok()?;
+            let first = keyring
+                .lookup(image.registry(), image.repository())
+                .into_iter()
+                .next()?;
+            Some((written.clone(), first.key))
+        })
+        .collect();
+    SecretFacts::DockerConfig {
+        keys: config.entries().iter().map(|e| e.key.clone()).collect(),
+        matches,
+    }
+}
+
+/// The secrets still being read when the admission deadline passed.
+fn late_secrets(needs: &Needs) -> PullSecretFacts {
+    PullSecretFacts {
+        service_account: None,
+        secrets: needs
+            .pull_secrets
+            .keys()
+            .map(|n| {
+                let why = "reading it took longer than the admission deadline".to_string();
+                (n.clone(), SecretFacts::Unreadable(why))
+            })
+            .collect(),
+    }
+}
+
 fn refused(image: &ImageRef, error: RegistryError, tried: Vec<Credential>) -> Arc<Refused> {
     tracing::info!(image = %image, kind = error.kind.as_str(), detail = %error.detail, "registry lookup failed");
     Arc::new(Refused { error, tried })
@@ -605,6 +800,36 @@ fn refused(image: &ImageRef, error: RegistryError, tried: Vec<Credential>) -> Ar
 /// (containerd does the same), never empty Basic credentials.
 fn sendable(credential: Option<&Credential>) -> Option<&Credential> {
     credential.filter(|c| !c.is_anonymous())
+}
+
+/// The bytes each of the inspector's caches may hold.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn credential_bytes(c: &Credential) -> usize {
+    c.username.len() + c.password.len() + c.source.len() + c.key.len() + 96
+}
+
+/// The failure for a registry call that panicked on the registry's answer.
+fn unusable(image: &ImageRef, panic: &str) -> RegistryError {
+    tracing::error!(
+        image = %image,
+        panic,
+        "the registry client failed on a registry's answer; the lookup counts as failed"
+    );
+    // The one such panic known (oci-client 0.18 unwraps the token into a header
+    // value) says `InvalidHeaderValue`; say it in the user's terms.
+    let detail = if panic.contains("InvalidHeaderValue") {
+        "its token, or another value it sent, is not a valid HTTP header value: it has a line break or another control character".to_string()
+    } else {
+        let mut detail = String::from("imagegate's registry client failed on it: ");
+        detail.extend(panic.chars().take(200));
+        detail
+    };
+    RegistryError::new(FailureKind::UnusableAnswer, detail)
 }
 
 fn fingerprint(credentials: &[Credential]) -> u64 {

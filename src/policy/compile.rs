@@ -7,10 +7,13 @@ use globset::GlobMatcher;
 use regex::Regex;
 use serde_saphyr::Spanned;
 
-use super::spec::{self, ArchMismatchAction, Mode, PolicyDocument, RegistryErrorAction};
+use super::spec::{
+    self, ArchMismatchAction, Mode, PolicyDocument, RegistryErrorAction, RequirePullSecret,
+};
 use super::{PolicyError, PolicyErrors, PolicySource};
 use crate::admission::KINDS;
 use crate::matching::{ImagePattern, NameSet, PatternKind, PatternSet};
+use crate::reference::ImageRef;
 
 /// A validated policy with its matchers compiled.
 #[derive(Debug, Clone)]
@@ -37,6 +40,27 @@ pub struct Policy {
     pub skip_pinning: PatternSet,
     pub architectures: Option<Architectures>,
     pub on_registry_error: RegistryErrorAction,
+    /// The pull secret each registry needs, in the order written: the first entry
+    /// that matches an image is the one it needs.
+    pub image_pull_secrets: Vec<PullSecretRule>,
+    pub require_pull_secret: RequirePullSecret,
+    /// Kinds that get the pull secrets added.
+    pub inject_pull_secrets_on: Vec<String>,
+}
+
+/// One `imagePullSecrets` entry, compiled.
+#[derive(Debug, Clone)]
+pub struct PullSecretRule {
+    /// The registry pattern as written, for messages.
+    pub registry: String,
+    pattern: PatternSet,
+    pub secret_name: String,
+}
+
+impl PullSecretRule {
+    pub fn matches(&self, image: &ImageRef) -> bool {
+        self.pattern.matches_registry(image)
+    }
 }
 
 /// Compiled architecture rules.
@@ -57,6 +81,11 @@ impl Policy {
         self.preflight || self.pin_digests || self.architectures.is_some()
     }
 
+    /// The `imagePullSecrets` entry for `image`'s registry: the first that matches.
+    pub fn pull_secret_for(&self, image: &ImageRef) -> Option<&PullSecretRule> {
+        self.image_pull_secrets.iter().find(|r| r.matches(image))
+    }
+
     /// Whether the policy applies to objects in `namespace`.
     pub fn applies_to_namespace(&self, namespace: &str) -> bool {
         (self.namespaces.is_empty() || self.namespaces.is_match(namespace))
@@ -72,7 +101,19 @@ pub struct PolicySet {
 
 impl PolicySet {
     /// Deserializes and validates every source, reporting all errors together.
+    ///
+    /// A policy set is never empty: every file must hold at least one policy
+    /// document, so that an empty, truncated or comments-only file (a half-written
+    /// ConfigMap) is an error that keeps the last good set in force, rather than a
+    /// set that silently enforces nothing. To stop enforcing, a policy is set to
+    /// `mode: Audit`, or the webhook configurations are removed.
     pub fn compile(sources: &[PolicySource]) -> Result<PolicySet, PolicyErrors> {
+        if sources.is_empty() {
+            return Err(PolicyErrors::whole_file(
+                Path::new("(no policy file)"),
+                "no policy file was given: imagegate never runs with zero policies; to stop enforcing, set `mode: Audit` on a policy or remove the webhook configurations",
+            ));
+        }
         let mut errors = Vec::new();
         let mut policies = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -89,6 +130,15 @@ impl PolicySet {
                     continue;
                 }
             };
+            if docs.is_empty() {
+                errors.push(PolicyError {
+                    file: source.path.clone(),
+                    line: None,
+                    field: String::new(),
+                    message: NO_DOCUMENT.to_string(),
+                });
+                continue;
+            }
             for doc in docs {
                 let mut c = Checker {
                     file: &source.path,
@@ -128,6 +178,9 @@ impl PolicySet {
         self.policies.is_empty()
     }
 }
+
+/// The error for a file with no policy document in it.
+pub const NO_DOCUMENT: &str = "the file holds no policy document (it is empty, or only comments and whitespace), so it was cut short or emptied by mistake; restore its policies. To stop enforcing, set `mode: Audit` on a policy or remove the webhook configurations; to drop the file, delete it";
 
 /// serde-saphyr's message starts with `error: line L column C: ` (the line is
 /// reported separately) and may carry a source snippet after the first line.
@@ -238,25 +291,7 @@ impl Checker<'_> {
                 }
             }
         }
-        let mut pin_digests_on = Vec::new();
-        match &s.pin_digests_on {
-            None => pin_digests_on.push("Pod".to_string()),
-            Some(kinds) => {
-                for (i, k) in kinds.iter().enumerate() {
-                    if KINDS.iter().any(|(_, kind, _)| *kind == k.value) {
-                        pin_digests_on.push(k.value.clone());
-                    } else {
-                        let kinds: Vec<&str> = KINDS.iter().map(|(_, kind, _)| *kind).collect();
-                        let msg = format!(
-                            "unknown kind `{}`: expected one of {}",
-                            k.value,
-                            kinds.join(", ")
-                        );
-                        self.error(k, format!("spec.pinDigestsOn[{i}]"), msg);
-                    }
-                }
-            }
-        }
+        let pin_digests_on = self.kinds(s.pin_digests_on.as_deref(), "spec.pinDigestsOn");
         let skip_pinning = self.patterns(&s.skip_pinning, "spec.skipPinning", PatternKind::Image);
         let architectures = s.architectures.map(|a| {
             let mut require = Vec::new();
@@ -278,6 +313,36 @@ impl Checker<'_> {
                 on_mismatch: a.on_mismatch,
             }
         });
+        let image_pull_secrets = self.pull_secrets(&s.image_pull_secrets);
+        let inject_pull_secrets_on = self.kinds(
+            s.inject_pull_secrets_on.as_deref(),
+            "spec.injectPullSecretsOn",
+        );
+        let require_pull_secret = s
+            .require_pull_secret
+            .as_ref()
+            .map_or(RequirePullSecret::Off, |r| r.value);
+        if s.image_pull_secrets.is_empty() {
+            if let Some(r) = s
+                .require_pull_secret
+                .as_ref()
+                .filter(|r| r.value != RequirePullSecret::Off)
+            {
+                self.errors.push(PolicyError {
+                    file: self.file.to_path_buf(),
+                    line: Some(r.referenced.line()),
+                    field: "spec.requirePullSecret".into(),
+                    message: "requirePullSecret checks the secrets that imagePullSecrets names, and this policy names none: add imagePullSecrets entries ({registry, secretName}) or remove requirePullSecret".into(),
+                });
+            }
+            if let Some(first) = s.inject_pull_secrets_on.as_ref().and_then(|k| k.first()) {
+                self.error(
+                    first,
+                    "spec.injectPullSecretsOn".into(),
+                    "injectPullSecretsOn has nothing to add: this policy names no imagePullSecrets ({registry, secretName})",
+                );
+            }
+        }
         if self.errors.len() != before {
             return None;
         }
@@ -301,7 +366,78 @@ impl Checker<'_> {
             skip_pinning,
             architectures,
             on_registry_error: s.on_registry_error,
+            image_pull_secrets,
+            require_pull_secret,
+            inject_pull_secrets_on,
         })
+    }
+
+    /// Kinds for `pinDigestsOn` and `injectPullSecretsOn`; default `[Pod]`.
+    fn kinds(&mut self, list: Option<&[Spanned<String>]>, field: &str) -> Vec<String> {
+        let Some(list) = list else {
+            return vec!["Pod".to_string()];
+        };
+        let mut out = Vec::new();
+        for (i, k) in list.iter().enumerate() {
+            if KINDS.iter().any(|(_, kind, _)| *kind == k.value) {
+                out.push(k.value.clone());
+            } else {
+                let kinds: Vec<&str> = KINDS.iter().map(|(_, kind, _)| *kind).collect();
+                let msg = format!(
+                    "unknown kind `{}`: expected one of {}",
+                    k.value,
+                    kinds.join(", ")
+                );
+                self.error(k, format!("{field}[{i}]"), msg);
+            }
+        }
+        out
+    }
+
+    fn pull_secrets(&mut self, entries: &[spec::PullSecretEntry]) -> Vec<PullSecretRule> {
+        let mut out: Vec<PullSecretRule> = Vec::new();
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let field = format!("spec.imagePullSecrets[{i}]");
+            let pattern = match ImagePattern::parse(&e.registry.value, PatternKind::Registry) {
+                Ok(p) => p,
+                Err(err) => {
+                    self.error(&e.registry, format!("{field}.registry"), err.to_string());
+                    continue;
+                }
+            };
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == pattern.normalized()) {
+                let msg = format!(
+                    "registry `{}` is already named by spec.imagePullSecrets[{first}]; the first entry that matches an image is the one it gets, so this one would never be used",
+                    e.registry.value
+                );
+                self.error(&e.registry, format!("{field}.registry"), msg);
+                continue;
+            }
+            seen.push((pattern.normalized().to_string(), i));
+            if !is_dns_subdomain(&e.secret_name.value) {
+                let msg = format!(
+                    "`{}` is not a valid Secret name: use lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253 characters",
+                    e.secret_name.value
+                );
+                self.error(&e.secret_name, format!("{field}.secretName"), msg);
+                continue;
+            }
+            let Ok(set) = PatternSet::new(vec![pattern]) else {
+                self.error(
+                    &e.registry,
+                    format!("{field}.registry"),
+                    "the pattern does not compile",
+                );
+                continue;
+            };
+            out.push(PullSecretRule {
+                registry: e.registry.value.clone(),
+                pattern: set,
+                secret_name: e.secret_name.value.clone(),
+            });
+        }
+        out
     }
 
     fn names(&mut self, list: &[Spanned<String>], field: &str) -> NameSet {
@@ -325,6 +461,20 @@ impl Checker<'_> {
         }
         PatternSet::new(ok).unwrap_or_default()
     }
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain), as Secrets have.
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -441,6 +591,46 @@ spec: {}
                 ],
             ),
             (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  imagePullSecrets:\n    - {registry: https://harbor.example.com, secretName: a}\n    - {registry: harbor.example.com, secretName: Bad_Name}\n    - {registry: '*.corp.example.com', secretName: corp}\n    - {registry: '*.corp.example.com', secretName: corp2}\n  injectPullSecretsOn: [Pod, Deploymnet]\n",
+                &[
+                    (
+                        7,
+                        "spec.imagePullSecrets[0].registry",
+                        "takes a host, not a URL",
+                    ),
+                    (
+                        8,
+                        "spec.imagePullSecrets[1].secretName",
+                        "not a valid Secret name",
+                    ),
+                    (
+                        10,
+                        "spec.imagePullSecrets[3].registry",
+                        "already named by spec.imagePullSecrets[2]",
+                    ),
+                    (
+                        11,
+                        "spec.injectPullSecretsOn[1]",
+                        "unknown kind `Deploymnet`",
+                    ),
+                ],
+            ),
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  requirePullSecret: Deny\n  injectPullSecretsOn: [Deployment]\n",
+                &[
+                    (6, "spec.requirePullSecret", "this policy names none"),
+                    (7, "spec.injectPullSecretsOn", "nothing to add"),
+                ],
+            ),
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  requirePullSecret: Always\n",
+                &[(
+                    6,
+                    "",
+                    "unknown variant `Always`, expected one of Off, Warn, Deny",
+                )],
+            ),
+            (
                 "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  onRegistryError: Ignore\n",
                 &[(
                     6,
@@ -462,6 +652,122 @@ spec: {}
                 assert!(err.message.contains(fragment), "{err} lacks {fragment:?}");
             }
         }
+    }
+
+    /// A file cut short or emptied is an error, never a set that enforces less.
+    #[test]
+    fn empty_truncated_and_corrupted_files_are_errors() {
+        // (text, line, message fragment)
+        let table: &[(&str, Option<u64>, &str)] = &[
+            ("", None, "the file holds no policy document (it is empty"),
+            ("\n  \n\t\n", None, "holds no policy document"),
+            (
+                "# production policy\n# owner: platform\n",
+                None,
+                "holds no policy document",
+            ),
+            ("---\n", None, "holds no policy document"),
+            (
+                "---\n# nothing\n...\n---\n",
+                None,
+                "holds no policy document",
+            ),
+            ("~\n", None, "holds no policy document"),
+            // Truncated inside a document.
+            (
+                &GOOD[..GOOD.find("spec:").unwrap()],
+                Some(2),
+                "missing field `spec`",
+            ),
+            (
+                &GOOD[..GOOD.find("  name: production").unwrap()],
+                Some(5),
+                "",
+            ),
+            (
+                &GOOD[..GOOD.find("requireDigest").unwrap() - 20],
+                Some(16),
+                "",
+            ),
+            (
+                &GOOD[..GOOD.find("kind: ImagePolicy").unwrap()],
+                Some(2),
+                "missing field",
+            ),
+            // Corrupted.
+            (
+                "apiVersion: imagegate.dev/v1alpha1\nkind: [ImagePolicy\n",
+                Some(3),
+                "",
+            ),
+            ("\u{0}\u{1}\u{2}", Some(1), ""),
+        ];
+        for (text, line, fragment) in table {
+            let errors = compile(text).expect_err(text).0;
+            assert_eq!(errors.len(), 1, "{text:?}: {errors:#?}");
+            let err = &errors[0];
+            assert_eq!(err.file, PathBuf::from("policies/p.yaml"));
+            if line.is_some() {
+                assert!(err.line.is_some(), "{text:?}: {err}");
+            } else {
+                assert_eq!(err.line, None, "{text:?}: {err}");
+            }
+            assert!(err.message.contains(fragment), "{text:?}: {err}");
+        }
+        // One good file does not make an empty one acceptable.
+        let sources = load_sources(&[("a.yaml", GOOD), ("b.yaml", "# emptied\n")]);
+        let errors = PolicySet::compile(&sources).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert!(
+            errors
+                .to_string()
+                .contains("b.yaml: the file holds no policy document"),
+            "{errors}"
+        );
+        // No file at all.
+        let err = PolicySet::compile(&[]).unwrap_err().to_string();
+        assert!(err.contains("never runs with zero policies"), "{err}");
+    }
+
+    #[test]
+    fn pull_secret_entries_match_hosts_whole_and_the_first_match_wins() {
+        let set = compile(
+            "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  imagePullSecrets:\n    - {registry: harbor.example.com/team-a/**, secretName: team-a}\n    - {registry: harbor.example.com, secretName: registry-harbor}\n    - {registry: '*.dkr.ecr.eu-west-1.amazonaws.com', secretName: ecr-pull}\n    - {registry: 'localhost:5000', secretName: local}\n  requirePullSecret: Warn\n",
+        )
+        .unwrap();
+        let p = &set.policies[0];
+        assert_eq!(p.require_pull_secret, RequirePullSecret::Warn);
+        assert_eq!(p.inject_pull_secrets_on, ["Pod"]);
+        // (image, the secret it gets)
+        let table = [
+            ("harbor.example.com/team-a/app:v1", Some("team-a")),
+            ("harbor.example.com/team-b/app:v1", Some("registry-harbor")),
+            // Hosts are case-insensitive for the runtime, and so here.
+            ("HARBOR.example.com/team-b/app:v1", Some("registry-harbor")),
+            ("harbor.example.com.evil.com/app:v1", None),
+            ("evil.com/harbor.example.com/app:v1", None),
+            ("harbor.example.com:8443/app:v1", None),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v1",
+                Some("ecr-pull"),
+            ),
+            ("dkr.ecr.eu-west-1.amazonaws.com/app:v1", None),
+            ("localhost:5000/app", Some("local")),
+            ("localhost/app", None),
+            ("nginx", None),
+        ];
+        for (image, expected) in table {
+            let got = ImageRef::parse(image)
+                .ok()
+                .and_then(|i| p.pull_secret_for(&i).map(|r| r.secret_name.clone()));
+            assert_eq!(got.as_deref(), expected, "{image}");
+        }
+        let set = compile(
+            "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n  imagePullSecrets: [{registry: r.example.com, secretName: r}]\n  injectPullSecretsOn: []\n",
+        )
+        .unwrap();
+        assert!(set.policies[0].inject_pull_secrets_on.is_empty());
+        assert_eq!(set.policies[0].require_pull_secret, RequirePullSecret::Off);
     }
 
     #[test]

@@ -122,6 +122,57 @@ pub struct PolicySpec {
     /// `nodeCredentials` or `mirrors`, where the node may see more than imagegate.
     #[serde(default)]
     pub on_registry_error: RegistryErrorAction,
+    /// The pull secret each registry needs (`registry` a host with an optional port,
+    /// `*.corp.example.com` globs allowed, as in `registries.allow`). On `/mutate` a
+    /// pod whose containers use a matching registry gets the secret added to
+    /// `spec.imagePullSecrets` unless it already has it (from its own list, or from
+    /// its ServiceAccount when it names none). The first entry that matches an image
+    /// is the one it needs. A pod never gets a secret for a registry none of its
+    /// containers uses. The same secret is used for imagegate's own lookups.
+    #[serde(default)]
+    pub image_pull_secrets: Vec<PullSecretEntry>,
+    /// Whether the named pull secret must exist in the pod's namespace, be of type
+    /// `kubernetes.io/dockerconfigjson` (or `kubernetes.io/dockercfg`) and hold an
+    /// `auths` entry for the registry: `Off` (default), `Warn` or `Deny`. Also judges
+    /// a pod that lacks the secret where imagegate cannot add it (`kubectl debug`,
+    /// an UPDATE of a Pod, a kind not in `injectPullSecretsOn` whose Pods do not
+    /// get it either).
+    #[serde(default)]
+    #[schemars(with = "RequirePullSecret")]
+    pub require_pull_secret: Option<Spanned<RequirePullSecret>>,
+    /// The kinds that get the pull secrets of `imagePullSecrets` added. Default:
+    /// `[Pod]`, because GitOps tools see drift when a workload's template changes
+    /// under them. `[]` checks (with `requirePullSecret`) without adding.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub inject_pull_secrets_on: Option<Vec<Spanned<String>>>,
+}
+
+/// A registry and the pull secret its images need.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullSecretEntry {
+    /// A registry pattern: `harbor.example.com`, `10.0.0.5:5000`,
+    /// `*.dkr.ecr.eu-west-1.amazonaws.com`, optionally with a repository glob
+    /// (`harbor.example.com/team-a/**`). A host, never a URL.
+    #[schemars(with = "String")]
+    pub registry: Spanned<String>,
+    /// The name of a Secret of type `kubernetes.io/dockerconfigjson` in the pod's
+    /// namespace.
+    #[schemars(with = "String")]
+    pub secret_name: Spanned<String>,
+}
+
+/// What happens when a pod's pull secret is missing or does not fit its registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+pub enum RequirePullSecret {
+    /// No check (default).
+    #[default]
+    Off,
+    /// Admit with a warning saying what is wrong with the secret.
+    Warn,
+    /// Deny, saying what is wrong with the secret and how to fix it.
+    Deny,
 }
 
 /// What happens when the registry cannot be asked in time.

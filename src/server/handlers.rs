@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::metrics::{EndpointLabels, LookupLabels, RequestLabels, ViolationLabels};
 use crate::admission::Workload;
-use crate::admission::review::{self, Answer, Request};
+use crate::admission::review::{self, Answer, Envelope, Refusal, Rejected, Request};
 use crate::engine::{self, Decision, Facts, ImageFacts};
 use crate::policy::Mode;
 
@@ -82,27 +82,39 @@ async fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
     gauge.inc();
     let _in_flight = InFlight(gauge);
     let (status, reply, decision) = match review::parse(body) {
-        Err(e) => (
+        Err(Rejected::NotAReview(e)) => (
             StatusCode::BAD_REQUEST,
             bad_request(&e.to_string()),
             "invalid",
         ),
-        Ok(request) => match review::workload(&request) {
-            Err(e) => (
-                StatusCode::BAD_REQUEST,
-                bad_request(&e.to_string()),
-                "invalid",
-            ),
-            Ok(workload) => {
-                let answer = match workload {
-                    None => Answer::allow(),
-                    Some(workload) => judge(state, endpoint, &request, &workload).await,
-                };
-                let decision = if answer.allowed { "allowed" } else { "denied" };
-                let reply = review::encode(&review::respond(&request, answer));
-                (StatusCode::OK, json(reply), decision)
+        Err(Rejected::Refused(in_band)) => refused(endpoint, &in_band.envelope, &in_band.refusal),
+        Ok(request) => {
+            // Past this point the uid is known: whatever happens, including a
+            // panic, is answered in-band.
+            let judged = match crate::unwind::catch(judge(state, endpoint, &request)).await {
+                Ok(judged) => judged,
+                Err(panic) => {
+                    tracing::error!(
+                        uid = %request.uid,
+                        endpoint = endpoint.as_str(),
+                        panic,
+                        "imagegate failed while judging a request; refused in-band"
+                    );
+                    Err(Refusal::Internal {
+                        subject: review::subject(&request),
+                        uid: request.uid.clone(),
+                    })
+                }
+            };
+            match judged {
+                Ok(answer) => {
+                    let decision = if answer.allowed { "allowed" } else { "denied" };
+                    let reply = review::encode(&review::respond(&request, answer));
+                    (StatusCode::OK, json(reply), decision)
+                }
+                Err(refusal) => refused(endpoint, &Envelope::of(&request), &refusal),
             }
-        },
+        }
     };
     let labels = RequestLabels {
         endpoint: endpoint.as_str(),
@@ -119,12 +131,36 @@ async fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
     (status, reply).into_response()
 }
 
-async fn judge(
-    state: &AppState,
+/// An in-band refusal: HTTP 200, `allowed: false`, code 400 (`malformed`) or 500
+/// (`error`). `/mutate` refuses too: it runs before `/validate` and may be the only
+/// webhook installed, and an object imagegate cannot read is never let through.
+fn refused(
     endpoint: Endpoint,
-    request: &Request,
-    workload: &Workload,
-) -> Answer {
+    envelope: &Envelope,
+    refusal: &Refusal,
+) -> (StatusCode, Response, &'static str) {
+    let code = refusal.code();
+    if code != 500 {
+        tracing::warn!(
+            uid = %envelope.uid,
+            endpoint = endpoint.as_str(),
+            code,
+            reason = %refusal,
+            "request refused in-band"
+        );
+    }
+    let reply = review::encode(&review::refuse(envelope, refusal));
+    let decision = if code == 500 { "error" } else { "malformed" };
+    (StatusCode::OK, json(reply), decision)
+}
+
+async fn judge(state: &AppState, endpoint: Endpoint, request: &Request) -> Result<Answer, Refusal> {
+    #[cfg(test)]
+    tests::maybe_panic(request);
+    let Some(workload) = review::workload(request)? else {
+        return Ok(Answer::allow());
+    };
+    let workload = &workload;
     // One policy set for the whole request, even if a reload lands meanwhile.
     let policies = state.policies.load_full();
     let lookups = state.lookups.load_full();
@@ -141,7 +177,7 @@ async fn judge(
         let unless_mutated = std::mem::take(&mut decision.unless_mutated);
         decision.violations.extend(unless_mutated);
     }
-    match endpoint {
+    Ok(match endpoint {
         // The mutating webhook only mutates: the validating one, which runs after
         // every mutation, is where requests are denied and audits are reported.
         Endpoint::Mutate => mutating_answer(decision),
@@ -150,7 +186,7 @@ async fn judge(
             record_not_checked(request, workload, &decision);
             validating_answer(&decision, workload)
         }
-    }
+    })
 }
 
 fn count_lookup_failures(state: &AppState, facts: &Facts) {
@@ -269,4 +305,275 @@ fn bad_request(message: &str) -> Response {
         format!("{message}\n"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::inspector::{Inspector, InspectorConfig};
+    use crate::policy::{PolicySet, load_sources};
+    use crate::registry::{RegistryClient, RegistryConfig};
+
+    /// The uid that makes `judge` panic. The trigger exists only in this crate's
+    /// unit-test build (`#[cfg(test)]`): the binary has none.
+    const PANIC_UID: &str = "00000000-0000-4000-8000-00000000dead";
+
+    pub(super) fn maybe_panic(request: &Request) {
+        if request.uid == PANIC_UID {
+            panic!("a test-only panic while judging");
+        }
+    }
+
+    const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
+
+    fn state() -> AppState {
+        let policy = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: tags}\nspec:\n  tags:\n    forbid: [latest]\n";
+        let policies = PolicySet::compile(&load_sources(&[("p.yaml", policy)])).unwrap();
+        let inspector = Inspector::new(
+            RegistryClient::new(RegistryConfig::default()),
+            None,
+            InspectorConfig::default(),
+        )
+        .unwrap();
+        AppState::new(
+            policies,
+            crate::server::Lookups {
+                inspector,
+                deadline: std::time::Duration::from_secs(1),
+            },
+        )
+    }
+
+    fn review(kind: (&str, &str), object: Value) -> Value {
+        json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": UID,
+                "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+                "resource": {"group": kind.0, "version": "v1", "resource": "things"},
+                "name": "web", "namespace": "team", "operation": "CREATE",
+                "userInfo": {"username": "alice"},
+                "object": object, "dryRun": false
+            }
+        })
+    }
+
+    fn pod(spec: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "team"}, "spec": spec})
+    }
+
+    /// POSTs `body` to the handler: the HTTP status and the body (JSON, or the text
+    /// of a 400 as a JSON string).
+    async fn post(state: &AppState, endpoint: Endpoint, body: &[u8]) -> (u16, Value) {
+        let response = admit(state, endpoint, body).await;
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_judging_is_refused_in_band_with_code_500() {
+        let state = state();
+        let mut body = review(
+            ("", "Pod"),
+            pod(json!({"containers": [{"name": "a", "image": "nginx:1"}]})),
+        );
+        body["request"]["uid"] = json!(PANIC_UID);
+        let body = serde_json::to_vec(&body).unwrap();
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            let (status, reply) = post(&state, endpoint, &body).await;
+            assert_eq!(status, 200, "{reply}");
+            let r = &reply["response"];
+            assert_eq!(r["uid"], PANIC_UID);
+            assert_eq!(r["allowed"], false);
+            assert_eq!(r["status"]["code"], 500);
+            assert_eq!(r["status"]["reason"], "InternalError");
+            let msg = r["status"]["message"].as_str().unwrap();
+            assert!(
+                msg.starts_with(
+                    "imagegate failed internally while judging Pod \"web\" in namespace \"team\""
+                ) && msg.contains(PANIC_UID),
+                "{msg}"
+            );
+            assert!(r.get("patch").is_none());
+        }
+        // The same state keeps answering.
+        let ok = review(
+            ("", "Pod"),
+            pod(json!({"containers": [{"name": "a", "image": "nginx:1"}]})),
+        );
+        let (status, reply) = post(
+            &state,
+            Endpoint::Validate,
+            &serde_json::to_vec(&ok).unwrap(),
+        )
+        .await;
+        assert_eq!((status, &reply["response"]["allowed"]), (200, &json!(true)));
+        let metrics = state.metrics.render();
+        for endpoint in ["validate", "mutate"] {
+            let line = format!(
+                "imagegate_admission_requests_total{{endpoint=\"{endpoint}\",decision=\"error\"}} 1"
+            );
+            assert!(metrics.contains(&line), "{metrics}");
+        }
+    }
+
+    /// Malformed requests with a uid: HTTP 200, `allowed: false`, code 400, and a
+    /// message that says what is wrong and where, on both endpoints.
+    #[tokio::test]
+    async fn malformed_objects_are_refused_in_band_with_code_400() {
+        let deployment = |spec: Value| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": spec});
+        let mut no_object = review(("", "Pod"), Value::Null);
+        no_object["request"]["operation"] = json!("UPDATE");
+        let mut v1beta1 = review(("", "Pod"), pod(json!({"containers": []})));
+        v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        let mut bad_metadata = review(("", "Pod"), pod(json!({"containers": []})));
+        bad_metadata["request"]["object"]["metadata"] = json!("web");
+        let mut bad_operation = review(("", "Pod"), pod(json!({"containers": []})));
+        bad_operation["request"]["operation"] = json!("PATCH");
+        // (body, apiVersion echoed, message fragments)
+        let table: Vec<(Value, &str, Vec<&str>)> = vec![
+            (
+                review(("", "Pod"), pod(json!({"containers": "x"}))),
+                "admission.k8s.io/v1",
+                vec![
+                    "imagegate cannot judge Pod \"web\" in namespace \"team\": the Pod's pod spec at /spec is malformed: spec.containers: invalid type: string \"x\", expected a sequence",
+                    "fix the object",
+                ],
+            ),
+            (
+                review(
+                    ("", "Pod"),
+                    pod(json!({"containers": [{"name": "a", "image": 5}]})),
+                ),
+                "admission.k8s.io/v1",
+                vec!["spec.containers[0].image: invalid type: integer `5`, expected a string"],
+            ),
+            (
+                review(
+                    ("", "Pod"),
+                    pod(
+                        json!({"initContainers": [{"name": "i", "image": "busybox:1"}], "containers": [{"name": "a", "image": ["nginx"]}]}),
+                    ),
+                ),
+                "admission.k8s.io/v1",
+                vec!["spec.containers[0].image: invalid type: sequence, expected a string"],
+            ),
+            (
+                review(
+                    ("apps", "Deployment"),
+                    deployment(json!({"template": {"metadata": {}}})),
+                ),
+                "admission.k8s.io/v1",
+                vec![
+                    "imagegate cannot judge Deployment \"web\" in namespace \"team\": the Deployment has no pod spec at /spec/template/spec",
+                ],
+            ),
+            (
+                review(
+                    ("apps", "Deployment"),
+                    deployment(json!({"template": {"spec": null}})),
+                ),
+                "admission.k8s.io/v1",
+                vec!["has no pod spec at /spec/template/spec"],
+            ),
+            (
+                review(("", "Pod"), Value::Null),
+                "admission.k8s.io/v1",
+                vec![
+                    "imagegate cannot judge Pod \"web\" in namespace \"team\": the CREATE request carries no object",
+                ],
+            ),
+            (
+                no_object,
+                "admission.k8s.io/v1",
+                vec!["the UPDATE request carries no object"],
+            ),
+            (
+                v1beta1,
+                "admission.k8s.io/v1beta1",
+                vec![
+                    "imagegate answers AdmissionReview admission.k8s.io/v1 only, and this request is admission.k8s.io/v1beta1: list v1 in the webhook configuration's admissionReviewVersions",
+                ],
+            ),
+            (
+                bad_metadata,
+                "admission.k8s.io/v1",
+                vec![
+                    "imagegate cannot read this AdmissionReview's request (request.object",
+                    "check what is calling the webhook",
+                ],
+            ),
+            (
+                bad_operation,
+                "admission.k8s.io/v1",
+                vec!["(request.operation: unknown variant `PATCH`"],
+            ),
+        ];
+        let state = state();
+        let mut n = 0;
+        for (body, api_version, fragments) in &table {
+            let bytes = serde_json::to_vec(body).unwrap();
+            for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+                n += 1;
+                let (status, reply) = post(&state, endpoint, &bytes).await;
+                assert_eq!(status, 200, "{endpoint:?} {body}: {reply}");
+                assert_eq!(reply["apiVersion"], *api_version);
+                assert_eq!(reply["kind"], "AdmissionReview");
+                let r = &reply["response"];
+                assert_eq!(r["uid"], UID);
+                assert_eq!(r["allowed"], false, "{reply}");
+                assert_eq!(r["status"]["code"], 400);
+                assert_eq!(r["status"]["reason"], "BadRequest");
+                let msg = r["status"]["message"].as_str().unwrap();
+                for fragment in fragments {
+                    assert!(msg.contains(fragment), "{msg}\nlacks: {fragment}");
+                }
+            }
+        }
+        let metrics = state.metrics.render();
+        let line = format!(
+            "imagegate_admission_requests_total{{endpoint=\"mutate\",decision=\"malformed\"}} {}",
+            n / 2
+        );
+        assert!(metrics.contains(&line), "{metrics}");
+    }
+
+    /// Bodies with no uid to answer: HTTP 400 with the reason.
+    #[tokio::test]
+    async fn bodies_without_a_uid_to_answer_get_http_400() {
+        let good = review(("", "Pod"), pod(json!({"containers": []})));
+        let with = |pointer: &str, value: Value| {
+            let mut b = good.clone();
+            *b.pointer_mut(pointer).unwrap() = value;
+            serde_json::to_vec(&b).unwrap()
+        };
+        let mut no_request = good.clone();
+        no_request.as_object_mut().unwrap().remove("request");
+        let table: Vec<(Vec<u8>, &str)> = vec![
+            (b"".to_vec(), "not a valid AdmissionReview"),
+            (b"not json".to_vec(), "not a valid AdmissionReview"),
+            (vec![0xff, 0xfe, 0x00], "not a valid AdmissionReview"),
+            (b"{}".to_vec(), "expected apiVersion admission.k8s.io/v1"),
+            (serde_json::to_vec(&no_request).unwrap(), "has no request"),
+            (with("/request", json!("x")), "has no request"),
+            (with("/request/uid", json!("")), "empty uid"),
+            (with("/request/uid", json!(42)), "empty uid"),
+            (with("/kind", json!("Pod")), "kind \"Pod\""),
+            (with("/apiVersion", json!("v1")), "apiVersion \"v1\""),
+        ];
+        let state = state();
+        for (body, fragment) in table {
+            let (status, reply) = post(&state, Endpoint::Validate, &body).await;
+            assert_eq!(status, 400, "{}: {reply}", String::from_utf8_lossy(&body));
+            let text = reply.as_str().unwrap_or_default();
+            assert!(text.contains(fragment), "{text:?} lacks {fragment:?}");
+        }
+    }
 }

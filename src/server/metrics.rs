@@ -24,7 +24,10 @@ use crate::telemetry::{LATENCY_BUCKETS, Telemetry, latency_histogram};
 pub struct RequestLabels {
     /// `validate` or `mutate`.
     pub endpoint: &'static str,
-    /// `allowed`, `denied` or `invalid` (HTTP 400).
+    /// `allowed`, `denied`, `malformed` (refused in-band with code 400: the
+    /// request cannot be judged as sent), `error` (refused in-band with code 500:
+    /// imagegate failed while judging), or `invalid` (HTTP 400: not an
+    /// AdmissionReview, or no uid to answer).
     pub decision: &'static str,
 }
 

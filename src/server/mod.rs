@@ -39,6 +39,11 @@ pub struct ServeConfig {
     pub policies: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// A CA whose client certificates alone may connect (mTLS); reloaded on change.
+    pub client_ca: Option<PathBuf>,
+    /// A plain-HTTP listener for `/healthz`, `/readyz` and `/metrics` only: the
+    /// kubelet's probes carry no client certificate.
+    pub health_listen: Option<SocketAddr>,
     /// How often policy files and the certificate are checked for changes.
     pub reload_interval: Duration,
     /// How long in-flight requests get to finish on shutdown.
@@ -133,6 +138,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /healthz`, `GET /readyz` and `GET /metrics`: what the plain-HTTP health
+/// listener serves (no admission endpoint, no request body).
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .layer(DefaultBodyLimit::max(1024))
+        .with_state(state)
+}
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
@@ -140,6 +156,7 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     reloader: tokio::task::JoinHandle<()>,
+    health: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Loads the policies and the certificate, binds and starts serving. The inspector
@@ -160,8 +177,13 @@ pub async fn start(
         policies = policies.policies.len(),
         "policies loaded"
     );
-    let material = KeyMaterial::read(&config.tls_cert, &config.tls_key)?;
-    let tls = RustlsConfig::from_config(material.server_config(&config.tls_cert, &config.tls_key)?);
+    let client_ca = config.client_ca.as_deref();
+    let material = KeyMaterial::read(&config.tls_cert, &config.tls_key, client_ca)?;
+    let tls = RustlsConfig::from_config(material.server_config(
+        &config.tls_cert,
+        &config.tls_key,
+        client_ca,
+    )?);
 
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
@@ -197,6 +219,24 @@ pub async fn start(
         .handle(handle.clone())
         .serve(app.into_make_service());
     let server = tokio::spawn(server);
+    let health = match config.health_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            tracing::info!(health_addr = %bound, "serving /healthz, /readyz and /metrics over plain HTTP");
+            let app = health_router(state.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the health listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let reloader = tokio::spawn(reload::watch(
         config.clone(),
         state.clone(),
@@ -213,6 +253,7 @@ pub async fn start(
         handle,
         server,
         reloader,
+        health,
     })
 }
 
@@ -231,6 +272,9 @@ impl Running {
         }
         tracing::info!("closing the listener; draining in-flight requests");
         self.reloader.abort();
+        if let Some(health) = &self.health {
+            health.abort();
+        }
         self.handle.graceful_shutdown(Some(drain));
         match self.server.await {
             Ok(Ok(())) => tracing::info!("drained; bye"),

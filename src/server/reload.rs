@@ -7,6 +7,8 @@
 //! the new state is swapped in whole, so no request sees a half-loaded set. A new
 //! configuration brings new clients and empty caches (a cached failure may have
 //! come from the old CA bundle); requests in flight finish with the old ones.
+//! A policy change that leaves no policy (an emptied or truncated file, a directory
+//! with no policy file) is invalid: the policy set is never empty.
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use axum_server::tls_rustls::RustlsConfig;
 
 use super::tls::KeyMaterial;
 use super::{AppState, ConfigReload, FileSnapshot, ServeConfig};
-use crate::policy::{PolicySet, PolicySource, load_path};
+use crate::policy::{PolicyErrors, PolicySet, PolicySource, load_path};
 
 pub(super) async fn watch(
     config: ServeConfig,
@@ -24,7 +26,7 @@ pub(super) async fn watch(
     compiled: Vec<PolicySource>,
     mut reload: Option<ConfigReload>,
 ) {
-    let mut last_policies: Option<Vec<PolicySource>> = Some(compiled);
+    let mut last_policies: Loaded = Ok(compiled);
     let mut last_material = material;
     let mut tick = tokio::time::interval(config.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,34 +70,37 @@ fn reload_config(reload: &mut ConfigReload, state: &AppState) {
     }
 }
 
-fn reload_policies(config: &ServeConfig, state: &AppState, last: &mut Option<Vec<PolicySource>>) {
-    let sources = match load_path(&config.policies) {
-        Ok(sources) => sources,
-        Err(errors) => {
-            if last.is_some() {
-                tracing::error!(errors = %errors, "policy files cannot be read; the last good policies stay in force");
-                state.metrics.reload("policies", false);
-                *last = None;
-            }
-            return;
-        }
-    };
-    if last.as_ref() == Some(&sources) {
+/// What the last poll read: the files' texts, or why they could not be read.
+type Loaded = Result<Vec<PolicySource>, PolicyErrors>;
+
+/// Reloads the policies when the files changed. Each change is judged once: a
+/// refused change (unreadable, not UTF-8, empty, invalid) is logged and counted
+/// once, not on every poll, and the last good set stays in force until a valid
+/// change comes.
+fn reload_policies(config: &ServeConfig, state: &AppState, last: &mut Loaded) {
+    let loaded = load_path(&config.policies);
+    if loaded == *last {
         return;
     }
-    match PolicySet::compile(&sources) {
-        Ok(set) => {
-            tracing::info!(policies = set.policies.len(), "policies reloaded");
-            state.policies.store(Arc::new(set));
-            state.metrics.reload("policies", true);
-            state.metrics.policies_loaded(&sources);
-        }
+    match &loaded {
         Err(errors) => {
-            tracing::error!(errors = %errors, "invalid policy change refused; the last good policies stay in force");
+            tracing::error!(errors = %errors, "policy files cannot be read; the last good policies stay in force");
             state.metrics.reload("policies", false);
         }
+        Ok(sources) => match PolicySet::compile(sources) {
+            Ok(set) => {
+                tracing::info!(policies = set.policies.len(), "policies reloaded");
+                state.policies.store(Arc::new(set));
+                state.metrics.reload("policies", true);
+                state.metrics.policies_loaded(sources);
+            }
+            Err(errors) => {
+                tracing::error!(errors = %errors, "invalid policy change refused; the last good policies stay in force");
+                state.metrics.reload("policies", false);
+            }
+        },
     }
-    *last = Some(sources);
+    *last = loaded;
 }
 
 fn reload_certificate(
@@ -104,7 +109,11 @@ fn reload_certificate(
     tls: &RustlsConfig,
     last: &mut KeyMaterial,
 ) {
-    let material = match KeyMaterial::read(&config.tls_cert, &config.tls_key) {
+    let material = match KeyMaterial::read(
+        &config.tls_cert,
+        &config.tls_key,
+        config.client_ca.as_deref(),
+    ) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "certificate cannot be read; keeping the current one");
@@ -114,7 +123,11 @@ fn reload_certificate(
     if material == *last {
         return;
     }
-    match material.server_config(&config.tls_cert, &config.tls_key) {
+    match material.server_config(
+        &config.tls_cert,
+        &config.tls_key,
+        config.client_ca.as_deref(),
+    ) {
         Ok(server_config) => {
             tls.reload_from_config(server_config);
             tracing::info!("TLS certificate reloaded");

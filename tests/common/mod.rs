@@ -44,6 +44,19 @@ pub fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
         .expect("client")
 }
 
+/// A client trusting `ca_pem` that presents `identity_pem` (certificate and key),
+/// when given.
+pub fn client_with(ca_pem: &[u8], identity_pem: Option<&[u8]>) -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem).expect("CA PEM")])
+        .timeout(Duration::from_secs(10));
+    if let Some(pem) = identity_pem {
+        builder = builder.identity(reqwest::Identity::from_pem(pem).expect("identity PEM"));
+    }
+    builder.build().expect("client")
+}
+
 pub struct Imagegate {
     child: Child,
     pub addr: String,
@@ -75,6 +88,27 @@ impl Imagegate {
         .await
     }
 
+    /// Like [`Imagegate::start_with`], with more `serve` arguments, and a client
+    /// certificate (PEM: certificate and key) for the harness's HTTPS client.
+    pub async fn start_custom(
+        policies: &[(&str, &str)],
+        config: Option<&str>,
+        kubeconfig: Option<&Path>,
+        extra_args: &[String],
+        identity_pem: Option<&[u8]>,
+    ) -> Imagegate {
+        let args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+        Imagegate::launch(Launch {
+            policies,
+            config,
+            kubeconfig,
+            args: &args,
+            identity_pem,
+            ..Launch::default()
+        })
+        .await
+    }
+
     /// Starts the binary `launch.bin` (default: the one cargo built) as described.
     pub async fn launch(launch: Launch<'_>) -> Imagegate {
         let Launch {
@@ -83,6 +117,7 @@ impl Imagegate {
             kubeconfig,
             args,
             bin,
+            identity_pem,
         } = launch;
         let dir = tempfile::tempdir().unwrap();
         let policy_dir = dir.path().join("policies");
@@ -157,7 +192,7 @@ impl Imagegate {
             child,
             addr,
             dir,
-            client: client_trusting(&ca),
+            client: client_with(&ca, identity_pem),
             log,
         };
         let ready = ig
@@ -197,6 +232,36 @@ impl Imagegate {
 
     pub fn tls_dir(&self) -> PathBuf {
         self.dir.path().join("tls")
+    }
+
+    /// The process id of the running binary.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The CA that signed the serving certificate (PEM).
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.tls_dir().join("ca.crt")).unwrap()
+    }
+
+    /// A JSON log field of the first line that has it (e.g. `health_addr`).
+    pub async fn log_field(&self, field: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for line in self.log().lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line)
+                    && let Some(value) = v.get(field).and_then(Value::as_str)
+                {
+                    return value.to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {field} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn log(&self) -> String {
@@ -243,6 +308,52 @@ impl Imagegate {
             assert_eq!(response["status"]["code"], 403);
         }
         response
+    }
+
+    /// Waits until `GET /metrics` shows `line`, or panics after 10 s.
+    pub async fn wait_for_metric(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut metrics = String::new();
+        while Instant::now() < deadline {
+            metrics = self.metrics().await;
+            if metrics.lines().any(|l| l == line) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "/metrics never showed {line:?}:\n{metrics}\nlog:\n{}",
+            self.log()
+        );
+    }
+
+    /// Replaces the policy file `name` with `bytes` at once (written to a hidden
+    /// file, then renamed over it), as a ConfigMap volume swaps its files: the
+    /// reloader sees the old content or the new, never a write in progress.
+    pub fn replace_policy(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.policy_dir().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.policy_dir().join(name)).unwrap();
+    }
+
+    /// POSTs an AdmissionReview that imagegate must refuse in-band: checks HTTP 200,
+    /// the echoed apiVersion and uid, `allowed: false` and `status.code`, and
+    /// returns `status.message`.
+    pub async fn refused(&self, path: &str, review: &Value, code: u16) -> String {
+        let (status, body) = self.post(path, serde_json::to_vec(review).unwrap()).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let reply: Value = serde_json::from_str(&body).expect("JSON reply");
+        assert_eq!(reply["apiVersion"], review["apiVersion"], "{body}");
+        assert_eq!(reply["kind"], "AdmissionReview");
+        let response = &reply["response"];
+        assert_eq!(response["uid"], review["request"]["uid"], "uid echoed");
+        assert_eq!(response["allowed"], false, "{body}");
+        assert_eq!(response["status"]["code"], code, "{body}");
+        assert!(response.get("patch").is_none(), "{body}");
+        response["status"]["message"]
+            .as_str()
+            .expect("a message")
+            .to_string()
     }
 
     /// Waits until `cond` holds for the log, or panics after 10 s.
@@ -298,6 +409,8 @@ pub struct Launch<'a> {
     pub kubeconfig: Option<&'a Path>,
     pub args: &'a [&'a str],
     pub bin: Option<&'a Path>,
+    /// A client certificate (PEM: certificate and key) for the harness's client.
+    pub identity_pem: Option<&'a [u8]>,
 }
 
 impl Drop for Imagegate {

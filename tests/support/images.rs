@@ -147,11 +147,23 @@ pub fn basic(user: &str, password: &str) -> RegistryAuth {
 }
 
 /// `127.0.0.1:PORT/<repository_and_tag>` (or `[::1]:PORT/...`) parsed by imagegate's
-/// parser, as the registry client will get it (oci-spec's parser refuses IPv6 hosts).
+/// parser, as oci-client's reference for pushing (oci-spec's parser refuses IPv6
+/// hosts, so it is built from the parts).
 pub fn reference(registry: &Registry, repository_and_tag: &str) -> Reference {
     let image = imagegate::reference::ImageRef::parse(&registry.reference(repository_and_tag))
         .expect("image reference");
-    imagegate::registry::to_reference(&image)
+    let (host, repository) = (image.registry().to_string(), image.repository().to_string());
+    match (image.tag(), image.digest()) {
+        (Some(tag), Some(digest)) => {
+            Reference::with_tag_and_digest(host, repository, tag.into(), digest.into())
+        }
+        (None, Some(digest)) => Reference::with_digest(host, repository, digest.into()),
+        (tag, None) => Reference::with_tag(
+            host,
+            repository,
+            tag.unwrap_or(imagegate::reference::IMPLICIT_TAG).into(),
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -106,6 +106,25 @@ impl FakeApiServer {
             .insert((namespace.into(), name.into()), secret);
     }
 
+    /// A Secret of any `type_` with `data` (each value base64-encoded here).
+    pub fn add_secret(&self, namespace: &str, name: &str, type_: &str, data: &[(&str, &[u8])]) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| {
+                let v = base64::engine::general_purpose::STANDARD.encode(v);
+                (k.to_string(), Value::String(v))
+            })
+            .collect();
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": type_,
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"), "resourceVersion": "102"},
+            "data": data});
+        self.objects
+            .lock()
+            .unwrap()
+            .secrets
+            .insert((namespace.into(), name.into()), secret);
+    }
+
     pub fn add_service_account(&self, namespace: &str, name: &str, pull_secrets: &[&str]) {
         let sa = json!({
             "apiVersion": "v1", "kind": "ServiceAccount",

@@ -4,10 +4,15 @@
 //!   request counting from its JSON log;
 //! - [`token`]: a Docker token server (ES256 JWTs) for the registry's token auth;
 //! - [`images`]: real images (OCI or Docker media types, single or multi-platform,
-//!   with buildx-like attestations) pushed with oci-client.
+//!   with buildx-like attestations) pushed with oci-client;
+//! - [`signer`]: the test signer of `src/signature/testing.rs` (keys, a Fulcio CA
+//!   with SCTs, a CT log, Rekor logs, legacy layers and bundles), the same code the
+//!   unit tests use, for signatures pushed next to images.
 #![allow(dead_code)]
 
 pub mod images;
 pub mod kube;
 pub mod registry;
+#[path = "../../src/signature/testing.rs"]
+pub mod signer;
 pub mod token;

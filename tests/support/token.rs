@@ -10,6 +10,9 @@
 //! `access` (the registry then answers 401 `insufficient_scope`). A wrong password
 //! or an unknown user gets 401.
 //!
+//! A test can make it misbehave ([`TokenServer::set_fault`]), as a hostile or broken
+//! token service would: see [`TokenFault`].
+//!
 //! The server runs on its own thread and tokio runtime, so it works under any test
 //! runtime flavour and outlives none: it stops on drop.
 
@@ -102,6 +105,14 @@ impl TokenServerConfig {
     }
 }
 
+/// A way for the token server to misbehave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenFault {
+    /// Issue tokens with a line break in them (the JWT split after its header), which
+    /// no HTTP header may carry: oci-client 0.18 panics putting one in a header.
+    Newline,
+}
+
 /// One entry of a token's `access` claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Access {
@@ -165,6 +176,7 @@ struct Shared {
     signer: Signer,
     requests: Mutex<Vec<TokenRequest>>,
     jti: AtomicU64,
+    fault: Mutex<Option<TokenFault>>,
 }
 
 /// A running token server; stops on drop.
@@ -198,6 +210,7 @@ impl TokenServer {
             signer: Signer { key, kid },
             requests: Mutex::new(Vec::new()),
             jti: AtomicU64::new(0),
+            fault: Mutex::new(None),
         });
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -291,6 +304,11 @@ impl TokenServer {
         let all = self.shared.requests.lock().unwrap();
         let offset = (*self.offset.lock().unwrap()).min(all.len());
         all[offset..].to_vec()
+    }
+
+    /// Makes every token issued from now on misbehave this way (`None`: behave).
+    pub fn set_fault(&self, fault: Option<TokenFault>) {
+        *self.shared.fault.lock().unwrap() = fault;
     }
 
     /// Mints a token directly (no request, not counted), e.g. to present one for
@@ -410,7 +428,10 @@ async fn token(
 
     let access: Vec<Access> = scopes.iter().filter_map(|s| grant(s, grants)).collect();
     let subject = credentials.map(|(name, _)| name).unwrap_or_default();
-    let jwt = shared.signer.sign(&shared.claims(&subject, &access));
+    let mut jwt = shared.signer.sign(&shared.claims(&subject, &access));
+    if *shared.fault.lock().unwrap() == Some(TokenFault::Newline) {
+        jwt = jwt.replacen('.', ".\n", 1);
+    }
     request.granted = access;
     shared.record(request);
     axum::Json(json!({
