@@ -487,7 +487,7 @@ async fn a_token_server_answering_a_token_with_a_line_break_gets_an_answer_not_a
     )
     .await;
     let image = registry.reference("team/app:v1");
-    let unusable = format!("the answer of {host} could not be used (its token");
+    let unusable = format!("unusable answer: the answer of {host} could not be used (its token");
 
     let pod = object("Pod", "web", &[("app", &image)]);
     let r = ig
