@@ -44,6 +44,18 @@ pub struct ContainerImage {
     pub never_pulled: bool,
 }
 
+impl ContainerImage {
+    /// How messages name it: `container "app" image "nginx:1.25"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} \"{}\" image \"{}\"",
+            self.kind.noun(),
+            self.name,
+            self.image
+        )
+    }
+}
+
 /// A Pod, or a workload's pod template, as the engine sees it.
 #[derive(Debug, Clone)]
 pub struct Workload {

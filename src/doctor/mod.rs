@@ -1197,21 +1197,9 @@ async fn rate_limit(
         .send();
     match clock.run(head).await {
         Timed::Done(Ok(resp), took) => {
-            let found: Vec<String> = [
-                "ratelimit-limit",
-                "ratelimit-remaining",
-                "retry-after",
-                "docker-ratelimit-source",
-            ]
-            .iter()
-            .filter_map(|name| {
-                let v = resp.headers().get(*name)?.to_str().ok()?;
-                Some(format!(
-                    "{name}: {}",
-                    v.chars().take(100).collect::<String>()
-                ))
-            })
-            .collect();
+            let found: Vec<String> = registry::rate_limit_headers(resp.headers())
+                .map(|joined| joined.split(", ").map(str::to_string).collect())
+                .unwrap_or_default();
             let status = resp.status().as_u16();
             let mut step = if status == 429 {
                 let e = RegistryError::new(FailureKind::RateLimited, found.join(", "));

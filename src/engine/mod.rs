@@ -38,10 +38,8 @@ impl Violation {
     /// One line: `container "app" image "nginx": <message> [policy production, rule tags.forbid]`.
     pub fn line(&self) -> String {
         format!(
-            "{} \"{}\" image \"{}\": {} [policy {}, rule {}]",
-            self.container.kind.noun(),
-            self.container.name,
-            self.container.image,
+            "{}: {} [policy {}, rule {}]",
+            self.container.describe(),
             self.message,
             self.policy,
             self.rule
@@ -188,10 +186,8 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         }
         if !unpulled.is_empty() {
             decision.not_checked.push(format!(
-                "{} \"{}\" image \"{}\": imagePullPolicy: Never, so the registry was not asked (no pull pre-flight, pinning or architecture check): the image must already be on the node [polic{} {}]",
-                container.kind.noun(),
-                container.name,
-                container.image,
+                "{}: imagePullPolicy: Never, so the registry was not asked (no pull pre-flight, pinning or architecture check): the image must already be on the node [polic{} {}]",
+                container.describe(),
                 if unpulled.len() == 1 { "y" } else { "ies" },
                 unpulled.join(", ")
             ));

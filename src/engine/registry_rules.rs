@@ -27,12 +27,7 @@ pub(super) struct Context<'a> {
 
 impl Context<'_> {
     fn who(&self) -> String {
-        format!(
-            "{} \"{}\" image \"{}\"",
-            self.container.kind.noun(),
-            self.container.name,
-            self.container.image
-        )
+        self.container.describe()
     }
 }
 
