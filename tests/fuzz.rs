@@ -792,8 +792,13 @@ fn webhook() -> &'static Webhook {
                 imagegate::inspector::InspectorConfig::default(),
             )
             .expect("the inspector builds");
-            let state =
-                imagegate::server::AppState::new(policies, inspector, Duration::from_secs(2));
+            let state = imagegate::server::AppState::new(
+                policies,
+                imagegate::server::Lookups {
+                    inspector,
+                    deadline: Duration::from_secs(2),
+                },
+            );
             imagegate::server::router(state)
         });
         Webhook { runtime, router }
