@@ -97,6 +97,15 @@ pub struct Verifier {
     pub groups: Vec<(signature::Options, Vec<Authority>)>,
 }
 
+/// Two verifiers are the same when their authorities are.
+impl PartialEq for Verifier {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Verifier {}
+
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Verifier({:016x})", self.id)
