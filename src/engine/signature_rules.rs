@@ -353,3 +353,329 @@ fn human_age(seconds: i64) -> String {
         plural(seconds.max(0) / 60, "minute")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::super::{
+        AuthorityFacts, Decision, SignatureFailure, SignatureFailureKind, Statement, decide, needs,
+    };
+    use super::*;
+    use crate::admission::Workload;
+    use crate::policy::{Mode, PolicySet, load_sources};
+    use crate::signature::testing::{KeyKind, TestKey};
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const IMAGE: &str = "harbor.example.com/acme/app:v1";
+    const VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+    const SLSA: &str = "https://slsa.dev/provenance/v1";
+    const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    fn policies(mode: &str, threshold: u32, required: bool) -> PolicySet {
+        let key = |k| TestKey::generate(k).public_pem().replace('\n', "\\n");
+        let text = format!(
+            r#"apiVersion: imagegate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: signed}}
+spec:
+  mode: {mode}
+  images: ["harbor.example.com/**"]
+  signatures:
+    required: {required}
+    threshold: {threshold}
+    authorities:
+      - {{name: release, key: {{inline: "{}"}}}}
+      - {{name: ci, key: {{inline: "{}"}}}}
+      - {{name: security, key: {{inline: "{}"}}}}
+  attestations:
+    - name: scan
+      predicateType: {VULN}
+      authority: ci
+      minimumSeverity: HIGH
+      maxAge: 168h
+    - name: provenance
+      predicateType: {SLSA}
+      authority: ci
+      builderId: '^https://github\.com/slsa-framework/'
+      sourceRepository: '^https://github\.com/acme/'
+"#,
+            key(KeyKind::EcdsaP256),
+            key(KeyKind::Ed25519),
+            key(KeyKind::EcdsaP384),
+        );
+        PolicySet::compile(&load_sources(&[("p.yaml", &text)])).unwrap()
+    }
+
+    fn pod(image: &str) -> Workload {
+        let object = json!({"metadata": {"name": "web", "namespace": "prod"},
+                            "spec": {"containers": [{"name": "app", "image": image}]}});
+        Workload::from_object("", "Pod", "prod", &object)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn scan(finished: &str, findings: &[(&str, &str)]) -> Statement {
+        let vulns: Vec<_> = findings
+            .iter()
+            .map(|(id, sev)| json!({"VulnerabilityID": id, "Severity": sev}))
+            .collect();
+        let p = json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": {"Results": [{"Target": "x", "Vulnerabilities": vulns}]}},
+                       "metadata": {"scanStartedOn": finished, "scanFinishedOn": finished}});
+        statement(VULN, p)
+    }
+
+    fn provenance(builder: &str, repo: &str) -> Statement {
+        statement(
+            SLSA,
+            json!({"buildDefinition": {"externalParameters": {"workflow": {"repository": repo}}},
+                   "runDetails": {"builder": {"id": builder}}}),
+        )
+    }
+
+    fn statement(predicate_type: &str, p: serde_json::Value) -> Statement {
+        Statement {
+            predicate_type: predicate_type.into(),
+            predicate_bytes: p.to_string().len(),
+            predicate: Some(Arc::new(p)),
+        }
+    }
+
+    fn good_ci() -> AuthorityFacts {
+        AuthorityFacts {
+            signature_verified: true,
+            failure: None,
+            statements: vec![
+                scan("2025-12-30T00:00:00Z", &[("CVE-2024-0001", "MEDIUM")]),
+                provenance(
+                    "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.0.0",
+                    "https://github.com/acme/app",
+                ),
+            ],
+        }
+    }
+
+    fn failed(kind: SignatureFailureKind, message: &str) -> AuthorityFacts {
+        AuthorityFacts {
+            signature_verified: false,
+            failure: Some(SignatureFailure {
+                kind,
+                message: message.into(),
+            }),
+            statements: vec![],
+        }
+    }
+
+    fn facts(set: &PolicySet, authorities: &[(&str, AuthorityFacts)], materials: usize) -> Facts {
+        let id = set.policies[0].signatures.as_ref().unwrap().verifier.id;
+        let mut f = Facts {
+            now: Some(NOW),
+            ..Facts::default()
+        };
+        f.images.insert(
+            IMAGE.into(),
+            ImageFacts::Found {
+                digest: D.into(),
+                tag_check: None,
+                manifest: None,
+            },
+        );
+        f.signatures.insert(
+            (IMAGE.into(), id),
+            SignatureFacts {
+                digest: D.into(),
+                looked_in: vec![
+                    "referrers".into(),
+                    "sha256-e3b0.sig".into(),
+                    "sha256-e3b0.att".into(),
+                ],
+                materials,
+                errors: vec![],
+                unavailable: None,
+                authorities: authorities
+                    .iter()
+                    .map(|(n, a)| (n.to_string(), a.clone()))
+                    .collect::<BTreeMap<_, _>>(),
+            },
+        );
+        f
+    }
+
+    fn messages(d: &Decision) -> Vec<String> {
+        d.violations
+            .iter()
+            .chain(&d.audit)
+            .map(|v| format!("{}: {}", v.rule, v.message))
+            .collect()
+    }
+
+    #[test]
+    fn signature_and_attestation_rules_judge_the_facts() {
+        let ok = || AuthorityFacts {
+            signature_verified: true,
+            ..AuthorityFacts::default()
+        };
+        let wrong_key = || failed(SignatureFailureKind::WrongKey, "signed by another key");
+        let identity = || {
+            failed(
+                SignatureFailureKind::IdentityMismatch,
+                "identity mismatch: got X, expected Y",
+            )
+        };
+        // (threshold, authorities, materials, expected message fragments; empty: allowed)
+        type Case = (u32, Vec<(&'static str, AuthorityFacts)>, usize, Vec<&'static str>);
+        let table: Vec<Case> = vec![
+            (1, vec![("release", ok()), ("ci", good_ci())], 3, vec![]),
+            (2, vec![("release", ok()), ("ci", good_ci())], 3, vec![]),
+            (
+                3,
+                vec![("release", ok()), ("ci", good_ci()), ("security", wrong_key())],
+                3,
+                vec!["signatures: signature threshold 3 of 3 not met: verified release, ci; not verified: security (signed by another key)"],
+            ),
+            (
+                2,
+                vec![("release", identity()), ("ci", AuthorityFacts { signature_verified: false, ..good_ci() }), ("security", wrong_key())],
+                3,
+                vec!["threshold 2 of 3 not met: verified none; not verified: release (identity mismatch: got X, expected Y), ci (no signature of it was found), security (signed by another key)"],
+            ),
+            (
+                1,
+                vec![],
+                0,
+                vec![
+                    "signatures: no signatures found for sha256:e3b0c442",
+                    "looked in referrers, sha256-e3b0.sig, sha256-e3b0.att",
+                    "attestations: attestation scan: no verified https://cosign.sigstore.dev/attestation/vuln/v1 attestation signed by authority ci",
+                    "attestation provenance: no verified",
+                ],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-12-30T00:00:00Z", &[("CVE-2024-1234", "CRITICAL"), ("CVE-2024-9", "HIGH"), ("CVE-1", "UNKNOWN")]), good_ci().statements[1].clone()], ..good_ci() })],
+                3,
+                vec!["attestations: attestation scan (https://cosign.sigstore.dev/attestation/vuln/v1): CVE-2024-1234 at CRITICAL, at or above HIGH (and 1 more at or above HIGH)"],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-12-23T00:00:00Z", &[]), good_ci().statements[1].clone()], ..good_ci() })],
+                3,
+                vec!["scan finished 9 days ago (2025-12-23T00:00:00Z), older than 168h"],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("yesterday", &[]), good_ci().statements[1].clone()], ..good_ci() })],
+                3,
+                vec!["is not an RFC 3339 time"],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-12-31T00:00:00Z", &[("CVE-X", "SEVERE")]), good_ci().statements[1].clone()], ..good_ci() })],
+                3,
+                vec!["CVE-X has severity \"SEVERE\", which imagegate does not know"],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![good_ci().statements[0].clone(), provenance("https://evil.example/builder", "https://github.com/acme/app")], ..good_ci() })],
+                3,
+                vec!["builder id \"https://evil.example/builder\" does not match ^https://github\\.com/slsa-framework/"],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![good_ci().statements[0].clone(), provenance("https://github.com/slsa-framework/x", "https://github.com/evil/app")], ..good_ci() })],
+                3,
+                vec!["source repository \"https://github.com/evil/app\" does not match"],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![statement("https://spdx.dev/Document", json!({})), good_ci().statements[1].clone()], ..good_ci() })],
+                3,
+                vec!["attestation scan: no verified https://cosign.sigstore.dev/attestation/vuln/v1 attestation signed by authority ci for sha256:e3b0c442", "(it verified only: https://slsa.dev/provenance/v1, https://spdx.dev/Document)"],
+            ),
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![Statement { predicate_type: VULN.into(), predicate: None, predicate_bytes: 9 << 20 }, good_ci().statements[1].clone()], ..good_ci() })],
+                3,
+                vec!["its predicate is 9437184 bytes, over the size imagegate reads"],
+            ),
+            // Two scans: one passing is enough.
+            (
+                1,
+                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-01-01T00:00:00Z", &[]), scan("2025-12-31T00:00:00Z", &[]), good_ci().statements[1].clone()], ..good_ci() })],
+                3,
+                vec![],
+            ),
+        ];
+        for (threshold, authorities, materials, expected) in table {
+            let set = policies("Enforce", threshold, true);
+            let d = decide(&set, &pod(IMAGE), &facts(&set, &authorities, materials));
+            let got = messages(&d);
+            if expected.is_empty() {
+                assert!(got.is_empty(), "threshold {threshold}: {got:#?}");
+                continue;
+            }
+            let all = got.join("\n");
+            for e in &expected {
+                assert!(all.contains(e), "missing {e:?} in:\n{all}");
+            }
+            assert!(!d.allowed());
+        }
+    }
+
+    #[test]
+    fn audit_warns_required_false_checks_only_attestations_and_offline_skips() {
+        // Audit: the would-be denial is a warning.
+        let set = policies("Audit", 1, true);
+        let d = decide(&set, &pod(IMAGE), &facts(&set, &[], 0));
+        assert!(d.allowed());
+        assert!(
+            d.audit_warnings()[0].contains("would deny: container \"app\" image \"harbor.example.com/acme/app:v1\": no signatures found"),
+            "{:?}",
+            d.audit_warnings()
+        );
+        // required: false: no signature needed, attestations still judged.
+        let set = policies("Enforce", 1, false);
+        let ci = AuthorityFacts {
+            signature_verified: false,
+            ..good_ci()
+        };
+        let d = decide(&set, &pod(IMAGE), &facts(&set, &[("ci", ci)], 2));
+        assert!(d.allowed(), "{:?}", messages(&d));
+        let d = decide(&set, &pod(IMAGE), &facts(&set, &[], 0));
+        assert_eq!(d.violations.len(), 2, "{:?}", messages(&d));
+        assert!(d.violations.iter().all(|v| v.rule == Rule::Attestations));
+        // Offline: no image facts, nothing judged.
+        let d = decide(&set, &pod(IMAGE), &Facts::default());
+        assert!(d.allowed());
+        // Ungoverned images are neither judged nor looked up.
+        let n = needs(&set, &pod("nginx:1.27"));
+        assert!(n.signatures.is_empty());
+        let n = needs(&set, &pod(IMAGE));
+        assert_eq!(n.signatures.len(), 1);
+        assert!(n.images.contains_key(IMAGE));
+        assert_eq!(set.policies[0].mode, Mode::Enforce);
+    }
+
+    #[test]
+    fn unavailable_and_unresolved_digests_fail_closed() {
+        let set = policies("Enforce", 1, true);
+        let id = set.policies[0].signatures.as_ref().unwrap().verifier.id;
+        let mut f = facts(&set, &[], 0);
+        f.signatures.get_mut(&(IMAGE.to_string(), id)).unwrap().unavailable = Some(
+            "could not fetch the signatures of harbor.example.com/acme/app:v1 within the deadline".into(),
+        );
+        let d = decide(&set, &pod(IMAGE), &f);
+        assert_eq!(
+            messages(&d),
+            ["signatures: could not fetch the signatures of harbor.example.com/acme/app:v1 within the deadline"]
+        );
+        // No signature facts at all for a looked-up image: denied, not skipped.
+        let mut f = facts(&set, &[], 0);
+        f.signatures.clear();
+        let d = decide(&set, &pod(IMAGE), &f);
+        assert!(messages(&d)[0].contains("were not checked"), "{:?}", messages(&d));
+    }
+}
