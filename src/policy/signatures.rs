@@ -141,9 +141,10 @@ pub(super) fn compile(
     let mut authorities = Vec::new();
     let mut infos = Vec::new();
     let mut groups: BTreeMap<Vec<String>, Vec<Authority>> = BTreeMap::new();
+    let mut seen: Vec<&str> = Vec::new();
     for (i, a) in rules.authorities.iter().enumerate() {
         let field = format!("spec.signatures.authorities[{i}]");
-        if infos.iter().any(|n: &AuthorityInfo| n.name == a.name.value) {
+        if seen.contains(&a.name.value.as_str()) {
             c.error(
                 &a.name,
                 &format!("{field}.name"),
@@ -151,6 +152,7 @@ pub(super) fn compile(
             );
             continue;
         }
+        seen.push(&a.name.value);
         if !super::compile::is_dns_label(&a.name.value) {
             c.error(
                 &a.name,
@@ -653,6 +655,124 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{PolicyErrors, PolicySet, load_sources};
+    use crate::signature::testing::{Fulcio, KeyKind, TestKey};
+
+    const HEAD: &str = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n";
+
+    fn compile_in(dir: &Path, spec: &str) -> Result<PolicySet, PolicyErrors> {
+        let file = dir.join("p.yaml");
+        let text = format!("{HEAD}{spec}");
+        PolicySet::compile(&load_sources(&[(file.to_str().unwrap(), text.as_str())]))
+    }
+
+    #[test]
+    fn signature_blocks_compile_with_files_relative_to_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        let key = TestKey::generate(KeyKind::EcdsaP256);
+        std::fs::write(dir.path().join("keys/release.pub"), key.public_pem()).unwrap();
+        let fulcio = Fulcio::new("test");
+        std::fs::write(dir.path().join("fulcio.pem"), fulcio.chain_pem()).unwrap();
+        let spec = "  allowedRegistries: [harbor.example.com]\n  signatures:\n    threshold: 2\n    authorities:\n      - name: release\n        key: {path: keys/release.pub}\n        transparencyLog: Off\n      - name: ci\n        keyless: {issuer: https://token.actions.githubusercontent.com, subjectRegExp: '^https://github\\.com/acme/'}\n        trustRoot: {pem: {fulcio: fulcio.pem}}\n        allowedRepositories: [mirror.example.com/acme/app]\n  attestations:\n    - {name: scan, predicateType: https://cosign.sigstore.dev/attestation/vuln/v1, authority: ci, minimumSeverity: high, maxAge: 7d}\n";
+        let set = compile_in(dir.path(), spec).unwrap();
+        let p = &set.policies[0];
+        assert!(p.needs_registry());
+        assert_eq!(p.registries_allow.sources(), ["harbor.example.com"]);
+        let sig = p.signatures.as_ref().unwrap();
+        assert!(sig.required);
+        assert_eq!(sig.threshold, 2);
+        let names: Vec<_> = sig.authorities.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["release", "ci"]);
+        assert!(sig.authorities[0].description.contains("P-256"), "{:?}", sig.authorities[0]);
+        assert_eq!(sig.attestations[0].minimum_severity, Some(Severity::High));
+        assert_eq!(sig.attestations[0].max_age.as_ref().unwrap().0.as_secs(), 7 * 86_400);
+        // Two groups: the mirror applies to ci only.
+        assert_eq!(sig.verifier.groups.len(), 2);
+        // The same authorities give the same id (a reload keeps the cache); another
+        // key gives another.
+        let again = compile_in(dir.path(), spec).unwrap();
+        assert_eq!(again.policies[0].signatures.as_ref().unwrap().verifier.id, sig.verifier.id);
+        let other = TestKey::generate(KeyKind::EcdsaP256);
+        std::fs::write(dir.path().join("keys/release.pub"), other.public_pem()).unwrap();
+        let rotated = compile_in(dir.path(), spec).unwrap();
+        assert_ne!(rotated.policies[0].signatures.as_ref().unwrap().verifier.id, sig.verifier.id);
+    }
+
+    /// (spec, expected errors as (line, field, message fragment))
+    #[test]
+    fn signature_errors_have_file_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = TestKey::generate(KeyKind::Ed25519).public_pem().replace('\n', "\\n");
+        type Case<'a> = (String, Vec<(u64, &'a str, &'a str)>);
+        let table: Vec<Case> = vec![
+            (
+                "  signatures:\n    authorities:\n      - name: ci\n        keyless: {issuer: https://accounts.google.com, subject: dev@acme.com}\n".into(),
+                vec![(8, "spec.signatures.authorities[0].trustRoot", "needs a trustRoot")],
+            ),
+            (
+                "  signatures: {required: true}\n".into(),
+                vec![(0, "spec.signatures.authorities", "names no authority")],
+            ),
+            (
+                format!("  signatures:\n    threshold: 3\n    authorities:\n      - {{name: a, key: {{inline: \"{pem}\"}}}}\n      - {{name: b, key: {{inline: \"{pem}\"}}}}\n"),
+                vec![(7, "spec.signatures.threshold", "threshold 3 is not between 1 and the number of authorities (2)")],
+            ),
+            (
+                "  signatures:\n    authorities:\n      - name: a\n        key: {path: missing.pub}\n      - name: b\n        key: {path: 'k8s://cosign/release'}\n      - name: c\n        key: {inline: 'not a key'}\n".into(),
+                vec![
+                    (9, "spec.signatures.authorities[0].key.path", "cannot read the key file"),
+                    (11, "spec.signatures.authorities[1].key.path", "not supported yet"),
+                    (13, "spec.signatures.authorities[2].key", "public key cannot be read"),
+                ],
+            ),
+            (
+                format!("  signatures:\n    authorities:\n      - name: a\n        key: {{inline: \"{pem}\"}}\n        keyless: {{issuer: x, subject: y}}\n      - name: a\n        key: {{inline: \"{pem}\"}}\n      - name: c\n        keyless: {{issuer: x, subject: y, subjectRegExp: z}}\n        trustRoot: {{path: none.json}}\n"),
+                vec![
+                    (8, "spec.signatures.authorities[0]", "needs exactly one of `key`"),
+                    (11, "spec.signatures.authorities[1].name", "duplicate authority name `a`"),
+                    (15, "spec.signatures.authorities[2].trustRoot.path", "cannot read the trust root file"),
+                    (14, "spec.signatures.authorities[2].keyless.subject", "not both"),
+                ],
+            ),
+            (
+                format!("  signatures:\n    authorities:\n      - {{name: a, key: {{inline: \"{pem}\"}}}}\n  attestations:\n    - name: scan\n      predicateType: https://cosign.sigstore.dev/attestation/vuln/v1\n      authority: ci\n      minimumSeverity: SEVERE\n      maxAge: 1 week\n      builderId: '('\n"),
+                vec![
+                    (12, "spec.attestations[0].authority", "`ci` is not an authority of spec.signatures.authorities (a)"),
+                    (13, "spec.attestations[0].minimumSeverity", "unknown severity `SEVERE`"),
+                    (14, "spec.attestations[0].maxAge", "is not a duration"),
+                    (15, "spec.attestations[0].builderId", "invalid regular expression"),
+                ],
+            ),
+            (
+                "  attestations:\n    - {name: scan, predicateType: x, authority: ci}\n".into(),
+                vec![(7, "spec.attestations[0].authority", "no `signatures` block")],
+            ),
+            (
+                "  requiredSignatures: true\n  minimumSeverity: HIGH\n".into(),
+                vec![
+                    (6, "spec.requiredSignatures", "signatures:\n        required: true\n        authorities:"),
+                    (7, "spec.minimumSeverity", "attestations:\n        - name: scan\n          predicateType: https://cosign.sigstore.dev/attestation/vuln/v1"),
+                ],
+            ),
+            (
+                "  allowedRegistries: [a.example.com]\n  registries: {allow: [b.example.com]}\n".into(),
+                vec![(6, "spec.allowedRegistries", "has both")],
+            ),
+        ];
+        for (spec, expected) in table {
+            let errors = compile_in(dir.path(), &spec).expect_err(&spec).0;
+            assert_eq!(errors.len(), expected.len(), "{spec}\n{errors:#?}");
+            for (err, (line, field, fragment)) in errors.iter().zip(&expected) {
+                assert_eq!(err.file, dir.path().join("p.yaml"));
+                if *line != 0 {
+                    assert_eq!(err.line, Some(*line), "{err}");
+                }
+                assert_eq!(err.field, *field, "{err}");
+                assert!(err.message.contains(fragment), "{err} lacks {fragment:?}");
+            }
+        }
+    }
 
     #[test]
     fn durations_parse_as_written() {
