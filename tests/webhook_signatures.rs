@@ -1,0 +1,518 @@
+//! Signature and attestation policies through the real binary and the real
+//! registry (Debian's docker-registry 2.8, which has no referrers API: the
+//! `sha256-<hex>` tag-schema fallback is exercised for real). The material is made
+//! by the test signer (src/signature/testing.rs: keys, a Fulcio CA with SCTs, a CT
+//! log, Rekor logs) and pushed next to the images with oci-client: legacy `.sig`
+//! and `.att` manifests, and Sigstore bundles as referrer manifests listed in the
+//! `sha256-<hex>` index. Each attack is denied with its own reason; the cache and
+//! the coalescing are proven by counting the registry's requests.
+
+mod common;
+mod support;
+
+use common::*;
+use serde_json::{Value, json};
+use support::images::{self, Blob};
+use support::registry::{Kind, Registry};
+use support::signer::{
+    self, BundleSigner, CtLog, Fulcio, KeyKind, LayerParts, LeafSpec, Rekor, TestKey, Validity,
+};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const SAN: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1";
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+const VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+
+fn insecure(registry: &Registry) -> String {
+    format!(
+        "registries:\n  - host: \"{}\"\n    insecure: true\n",
+        registry.host()
+    )
+}
+
+/// Pushes a manifest of `layers` (with their annotations) to `repo:tag`.
+async fn push_layers(registry: &Registry, repo: &str, tag: &str, layers: &[LayerParts]) -> String {
+    let client = images::client(registry);
+    let auth = images::auth(registry);
+    let reference = images::reference(registry, &format!("{repo}:{tag}"));
+    client
+        .store_auth_if_needed(reference.resolve_registry(), &auth)
+        .await;
+    let config = Blob::new("application/vnd.oci.image.config.v1+json", b"{}".to_vec());
+    client
+        .push_blob(&reference, config.data.clone(), &config.digest)
+        .await
+        .unwrap();
+    let mut descriptors = Vec::new();
+    for l in layers {
+        let digest = signer::digest_of(&l.bytes);
+        client
+            .push_blob(&reference, l.bytes.clone(), &digest)
+            .await
+            .unwrap();
+        descriptors.push(json!({"mediaType": l.media_type, "digest": digest, "size": l.bytes.len(), "annotations": l.annotations}));
+    }
+    let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(), "layers": descriptors});
+    images::push_manifest_bytes(
+        &client,
+        &auth,
+        &reference,
+        manifest.to_string().as_bytes(),
+        OCI_MANIFEST,
+    )
+    .await
+    .unwrap()
+}
+
+/// Pushes each bundle as a referrer manifest of `subject` (by digest) and lists
+/// them in the `sha256-<hex>` index, as cosign v3 does on a registry without the
+/// referrers API. The index entries carry the empty-config artifact type: the
+/// layer's media type is what counts.
+async fn push_bundles(registry: &Registry, repo: &str, subject: &str, bundles: &[(&str, Vec<u8>)]) {
+    let client = images::client(registry);
+    let auth = images::auth(registry);
+    let tag_ref = images::reference(registry, &format!("{repo}:{}", tag_of(subject)));
+    client
+        .store_auth_if_needed(tag_ref.resolve_registry(), &auth)
+        .await;
+    let empty = Blob::new("application/vnd.oci.empty.v1+json", b"{}".to_vec());
+    client
+        .push_blob(&tag_ref, empty.data.clone(), &empty.digest)
+        .await
+        .unwrap();
+    let mut entries = Vec::new();
+    for (media_type, bytes) in bundles {
+        let digest = signer::digest_of(bytes);
+        client
+            .push_blob(&tag_ref, bytes.clone(), &digest)
+            .await
+            .unwrap();
+        let referrer = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": media_type,
+            "config": empty.descriptor(),
+            "layers": [{"mediaType": media_type, "digest": digest, "size": bytes.len()}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 100},
+        })
+        .to_string();
+        let referrer_digest = signer::digest_of(referrer.as_bytes());
+        let at = images::by_digest(&tag_ref, &referrer_digest);
+        images::push_manifest_bytes(&client, &auth, &at, referrer.as_bytes(), OCI_MANIFEST)
+            .await
+            .unwrap();
+        entries.push(json!({"mediaType": OCI_MANIFEST, "digest": referrer_digest, "size": referrer.len(),
+                            "artifactType": "application/vnd.oci.empty.v1+json"}));
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).to_string();
+    images::push_manifest_bytes(&client, &auth, &tag_ref, index.as_bytes(), OCI_INDEX)
+        .await
+        .unwrap();
+}
+
+/// Pushes a linux/amd64 image of its own (an annotation names it, so every
+/// repository's image has another digest) and returns its digest.
+async fn push_unique(registry: &Registry, repo_tag: &str) -> String {
+    let mut image = images::build_image("amd64", "linux", None, images::Format::Oci);
+    let mut manifest: Value = serde_json::from_slice(&image.manifest.data).unwrap();
+    manifest["annotations"] = json!({"org.imagegate.test": repo_tag});
+    image.manifest = Blob::json(OCI_MANIFEST, &manifest);
+    images::push_built(
+        &images::client(registry),
+        &images::auth(registry),
+        &images::reference(registry, repo_tag),
+        &image,
+    )
+    .await
+    .unwrap()
+}
+
+fn tag_of(digest: &str) -> String {
+    format!("sha256-{}", digest.strip_prefix("sha256:").unwrap())
+}
+
+fn key_sig(key: &TestKey, docker_reference: &str, digest: &str) -> LayerParts {
+    let payload = signer::simple_signing(docker_reference, digest, &[]);
+    signer::sig_layer(&payload, &key.sign(&payload), vec![])
+}
+
+/// A key-based DSSE bundle of `predicate_type` about `digest`, no log entry.
+fn key_bundle(key: &TestKey, digest: &str, predicate_type: &str, predicate: Value) -> Vec<u8> {
+    let statement = signer::statement(digest, predicate_type, predicate);
+    let sig = key.sign(&signer::pae(signer::IN_TOTO, &statement));
+    signer::dsse_bundle(
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        BundleSigner::Key(key, true),
+        &statement,
+        &sig,
+        &[],
+    )
+}
+
+/// The keyless world: a Fulcio CA, a CT log and a Rekor log the test made.
+struct Keyless {
+    fulcio: Fulcio,
+    ct: CtLog,
+    rekor: Rekor,
+}
+
+impl Keyless {
+    fn new() -> Self {
+        Keyless {
+            fulcio: Fulcio::new("fulcio"),
+            ct: CtLog::new(),
+            rekor: Rekor::new("rekor.test"),
+        }
+    }
+
+    /// A keyless `.sig` layer for `san`, logged by `rekor` (a body over
+    /// `logged_payload`, normally the payload itself).
+    fn sig(&self, san: &str, reference: &str, digest: &str, rekor: &Rekor, validity: Validity, logged: bool) -> LayerParts {
+        let mut spec = LeafSpec::new(san, ISSUER);
+        spec.validity = validity;
+        let leaf = self.fulcio.issue(&spec, Some(&self.ct));
+        let payload = signer::simple_signing(reference, digest, &[]);
+        let sig = leaf.key.sign(&payload);
+        let mut ann = signer::cert_annotations(&leaf, &self.fulcio);
+        if logged {
+            let entry = rekor.log(
+                Rekor::hashedrekord_body(&sig, &leaf.pem(), &signer::sha256(&payload)),
+                signer::MARCH_2024_NOON,
+                9,
+                0,
+            );
+            ann.push(("dev.sigstore.cosign/bundle".into(), entry.cosign_annotation()));
+        }
+        signer::sig_layer(&payload, &sig, ann)
+    }
+
+    /// A keyless `.sig` whose log entry describes another payload.
+    fn sig_with_foreign_body(&self, reference: &str, digest: &str) -> LayerParts {
+        let leaf = self.fulcio.issue(&LeafSpec::new(SAN, ISSUER), Some(&self.ct));
+        let payload = signer::simple_signing(reference, digest, &[]);
+        let sig = leaf.key.sign(&payload);
+        let other = b"another payload";
+        let entry = self.rekor.log(
+            Rekor::hashedrekord_body(&leaf.key.sign(other), &leaf.pem(), &signer::sha256(other)),
+            signer::MARCH_2024_NOON,
+            10,
+            0,
+        );
+        let mut ann = signer::cert_annotations(&leaf, &self.fulcio);
+        ann.push(("dev.sigstore.cosign/bundle".into(), entry.cosign_annotation()));
+        signer::sig_layer(&payload, &sig, ann)
+    }
+
+    /// A keyless `.att` layer (intoto 0.0.2 entry) of a vulnerability scan.
+    fn scan_att(&self, digest: &str, finished: &str, findings: &[(&str, &str)]) -> LayerParts {
+        let vulns: Vec<Value> = findings
+            .iter()
+            .map(|(id, s)| json!({"VulnerabilityID": id, "Severity": s}))
+            .collect();
+        let predicate = json!({
+            "invocation": {}, "scanner": {"uri": "pkg:github/aquasecurity/trivy@0.58.0", "version": "0.58.0",
+            "result": {"SchemaVersion": 2, "Results": [{"Target": "app", "Vulnerabilities": vulns}]}},
+            "metadata": {"scanStartedOn": finished, "scanFinishedOn": finished},
+        });
+        self.att(digest, VULN, predicate)
+    }
+
+    /// A keyless `.att` layer (intoto 0.0.2 entry) of any predicate.
+    fn att(&self, digest: &str, predicate_type: &str, predicate: Value) -> LayerParts {
+        let leaf = self.fulcio.issue(&LeafSpec::new(SAN, ISSUER), Some(&self.ct));
+        let statement = signer::statement(digest, predicate_type, predicate);
+        let sig = leaf.key.sign(&signer::pae(signer::IN_TOTO, &statement));
+        let env = signer::envelope(signer::IN_TOTO, &statement, std::slice::from_ref(&sig));
+        let entry = self.rekor.log(
+            Rekor::intoto_body(&env, &statement, &sig, &leaf.pem()),
+            signer::MARCH_2024_NOON,
+            3,
+            0,
+        );
+        let mut ann = signer::cert_annotations(&leaf, &self.fulcio);
+        ann.push(("dev.sigstore.cosign/bundle".into(), entry.cosign_annotation()));
+        signer::att_layer(&env, ann)
+    }
+}
+
+fn rfc3339_days_ago(days: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t = now - days * 86_400;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let (z, secs) = (t.div_euclid(86_400) + 719_468, t.rem_euclid(86_400));
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+async fn judge(ig: &Imagegate, images: &[(&str, &str)]) -> (bool, String) {
+    let pod = object("Pod", "web", images);
+    let r = ig.review("/validate", &review("CREATE", &pod, None, None)).await;
+    let msg = r["status"]["message"].as_str().unwrap_or("").to_string();
+    (r["allowed"] == true, msg)
+}
+
+#[tokio::test]
+async fn key_based_signatures_in_every_location_and_the_attacks_each_denied_with_its_reason() {
+    let registry = Registry::start(Kind::Plain).await;
+    let host = registry.host();
+    let release = TestKey::generate(KeyKind::EcdsaP256);
+    let security = TestKey::generate(KeyKind::Ed25519);
+    let other = TestKey::generate(KeyKind::EcdsaP256);
+    let name = |repo: &str| format!("{host}/{repo}");
+
+    // Signed with the release key: a legacy .sig (a).
+    let a = push_unique(&registry, "acme/legacy:v1").await;
+    push_layers(&registry, "acme/legacy", &format!("{}.sig", tag_of(&a)), &[key_sig(&release, &name("acme/legacy"), &a)]).await;
+    // A key-based bundle in the sha256-<hex> index (b).
+    let b = push_unique(&registry, "acme/bundle:v1").await;
+    push_bundles(&registry, "acme/bundle", &b, &[(signer::BUNDLE_V03_MEDIA_TYPE, key_bundle(&release, &b, signer::COSIGN_SIGN_PREDICATE, json!({})))]).await;
+    // Wrong key: a bundle naming the key that signed it (a legacy .sig names none,
+    // and then "another key, or changed content" is all that can be said).
+    let c = push_unique(&registry, "acme/wrongkey:v1").await;
+    push_bundles(&registry, "acme/wrongkey", &c, &[(signer::BUNDLE_V03_MEDIA_TYPE, key_bundle(&other, &c, signer::COSIGN_SIGN_PREDICATE, json!({})))]).await;
+    // Payload tampered after signing: a bundle whose statement changed after the
+    // release key signed it.
+    let d = push_unique(&registry, "acme/tampered:v1").await;
+    let statement = signer::statement(&d, signer::COSIGN_SIGN_PREDICATE, json!({}));
+    let sig = release.sign(&signer::pae(signer::IN_TOTO, &statement));
+    let changed = signer::statement(&d, signer::COSIGN_SIGN_PREDICATE, json!({"changed": true}));
+    let tampered = signer::dsse_bundle(signer::BUNDLE_V03_MEDIA_TYPE, BundleSigner::Key(&release, true), &changed, &sig, &[]);
+    push_bundles(&registry, "acme/tampered", &d, &[(signer::BUNDLE_V03_MEDIA_TYPE, tampered)]).await;
+    // A legacy .sig by another key: no key named in the material.
+    let l = push_unique(&registry, "acme/legacykey:v1").await;
+    push_layers(&registry, "acme/legacykey", &format!("{}.sig", tag_of(&l)), &[key_sig(&other, &name("acme/legacykey"), &l)]).await;
+    // A payload naming another image's digest.
+    let e = push_unique(&registry, "acme/otherdigest:v1").await;
+    push_layers(&registry, "acme/otherdigest", &format!("{}.sig", tag_of(&e)), &[key_sig(&release, &name("acme/otherdigest"), &a)]).await;
+    // A valid signature copied from another repository (same digest there).
+    let f = push_unique(&registry, "acme/copied:v1").await;
+    let genuine = key_sig(&release, &name("acme/original"), &f);
+    push_layers(&registry, "acme/copied", &format!("{}.sig", tag_of(&f)), &[genuine]).await;
+    // Nothing anywhere.
+    let g = push_unique(&registry, "acme/unsigned:v1").await;
+    // A referrer whose layer is garbage.
+    let h = push_unique(&registry, "acme/garbage:v1").await;
+    push_bundles(&registry, "acme/garbage", &h, &[(signer::BUNDLE_V03_MEDIA_TYPE, b"garbage, not a bundle".to_vec())]).await;
+    // Threshold: signed by release only, where release and security must both sign.
+    let i = push_unique(&registry, "two/app:v1").await;
+    push_layers(&registry, "two/app", &format!("{}.sig", tag_of(&i)), &[key_sig(&release, &name("two/app"), &i)]).await;
+    // A failure on one path does not hide the other: garbage in the index, a good .sig.
+    let j = push_unique(&registry, "acme/mixed:v1").await;
+    push_bundles(&registry, "acme/mixed", &j, &[(signer::BUNDLE_V03_MEDIA_TYPE, b"{}".to_vec())]).await;
+    push_layers(&registry, "acme/mixed", &format!("{}.sig", tag_of(&j)), &[key_sig(&release, &name("acme/mixed"), &j)]).await;
+    // Both signers on two/both: threshold met, the bundle found does not stop the .sig search.
+    let k = push_unique(&registry, "two/both:v1").await;
+    push_bundles(&registry, "two/both", &k, &[(signer::BUNDLE_V03_MEDIA_TYPE, key_bundle(&security, &k, signer::COSIGN_SIGN_PREDICATE, json!({})))]).await;
+    push_layers(&registry, "two/both", &format!("{}.sig", tag_of(&k)), &[key_sig(&release, &name("two/both"), &k)]).await;
+
+    let pem = |k: &TestKey| k.public_pem().replace('\n', "\\n");
+    let acme = policy(
+        "signed",
+        &format!(
+            "images: [\"{host}/acme/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{}\"}}, transparencyLog: Off}}",
+            pem(&release)
+        ),
+    );
+    let two = policy(
+        "two-signers",
+        &format!(
+            "images: [\"{host}/two/**\"]\nsignatures:\n  threshold: 2\n  authorities:\n    - {{name: release, key: {{inline: \"{}\"}}, transparencyLog: Off}}\n    - {{name: security, key: {{inline: \"{}\"}}, transparencyLog: Off}}",
+            pem(&release),
+            pem(&security)
+        ),
+    );
+    let ig = Imagegate::start_with(&[("acme.yaml", &acme), ("two.yaml", &two)], Some(&insecure(&registry)), None).await;
+
+    for repo in ["acme/legacy", "acme/bundle", "acme/mixed", "two/both"] {
+        let (allowed, msg) = judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
+        assert!(allowed, "{repo}: {msg}");
+    }
+    // (image, fragments of the denial)
+    let table: Vec<(&str, Vec<String>)> = vec![
+        ("acme/wrongkey", vec!["not signed by authority release".into(), "[policy signed, rule signatures]".into()]),
+        ("acme/tampered", vec!["not signed by authority release".into()]),
+        ("acme/legacykey", vec!["signed by another key, or changed after signing".into()]),
+        ("acme/otherdigest", vec![format!("{a}")]),
+        ("acme/copied", vec![format!("{host}/acme/original")]),
+        ("acme/unsigned", vec![
+            format!("no signatures found for {g} (looked in referrers (the registry has no referrers API), {t}, {t}.sig, {t}.att)", t = tag_of(&g)),
+        ]),
+        ("acme/garbage", vec!["not signed by authority release".into()]),
+        ("two/app", vec!["signature threshold 2 of 2 not met: verified release; not verified: security (".into()]),
+    ];
+    let mut reasons = Vec::new();
+    for (repo, fragments) in &table {
+        let (allowed, msg) = judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
+        assert!(!allowed, "{repo} must be denied");
+        for f in fragments {
+            assert!(msg.contains(f.as_str()), "{repo}: {f:?} not in {msg}");
+        }
+        reasons.push(msg.split(": ").skip(2).collect::<Vec<_>>().join(": "));
+    }
+    // Each attack has its own reason.
+    for (n, r) in reasons.iter().enumerate() {
+        for (m, s) in reasons.iter().enumerate() {
+            if n != m {
+                assert_ne!(r, s, "{} and {} are denied for the same reason", table[n].0, table[m].0);
+            }
+        }
+    }
+    println!("{}", reasons.join("\n"));
+    // The attacks name their classes: signed by another key, changed content,
+    // another digest, another repository, garbage.
+    assert!(reasons[0].to_lowercase().contains("key"), "{}", reasons[0]);
+    assert!(reasons[6].contains("bundle") || reasons[6].contains("JSON"), "{}", reasons[6]);
+}
+
+#[tokio::test]
+async fn keyless_signatures_and_scans_through_sig_and_att() {
+    let registry = Registry::start(Kind::Plain).await;
+    let host = registry.host();
+    let world = Keyless::new();
+    let name = |repo: &str| format!("{host}/{repo}");
+    let fresh = rfc3339_days_ago(1);
+    let stale = rfc3339_days_ago(9);
+
+    let good = push_unique(&registry, "ci/good:v1").await;
+    push_layers(&registry, "ci/good", &format!("{}.sig", tag_of(&good)), &[world.sig(SAN, &name("ci/good"), &good, &world.rekor, Validity::march_2024(), true)]).await;
+    push_layers(&registry, "ci/good", &format!("{}.att", tag_of(&good)), &[world.scan_att(&good, &fresh, &[("CVE-2024-0001", "MEDIUM")])]).await;
+
+    let wrong_subject = push_unique(&registry, "ci/subject:v1").await;
+    push_layers(&registry, "ci/subject", &format!("{}.sig", tag_of(&wrong_subject)), &[world.sig("https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main", &name("ci/subject"), &wrong_subject, &world.rekor, Validity::march_2024(), true)]).await;
+
+    let expired = push_unique(&registry, "ci/expired:v1").await;
+    push_layers(&registry, "ci/expired", &format!("{}.sig", tag_of(&expired)), &[world.sig(SAN, &name("ci/expired"), &expired, &world.rekor, Validity::march_2024(), false)]).await;
+
+    let foreign_rekor = Rekor::new("rekor.evil");
+    let other_log = push_unique(&registry, "ci/otherlog:v1").await;
+    push_layers(&registry, "ci/otherlog", &format!("{}.sig", tag_of(&other_log)), &[world.sig(SAN, &name("ci/otherlog"), &other_log, &foreign_rekor, Validity::march_2024(), true)]).await;
+
+    let body = push_unique(&registry, "ci/body:v1").await;
+    push_layers(&registry, "ci/body", &format!("{}.sig", tag_of(&body)), &[world.sig_with_foreign_body(&name("ci/body"), &body)]).await;
+
+    let critical = push_unique(&registry, "ci/critical:v1").await;
+    push_layers(&registry, "ci/critical", &format!("{}.sig", tag_of(&critical)), &[world.sig(SAN, &name("ci/critical"), &critical, &world.rekor, Validity::march_2024(), true)]).await;
+    push_layers(&registry, "ci/critical", &format!("{}.att", tag_of(&critical)), &[world.scan_att(&critical, &fresh, &[("CVE-2024-1234", "CRITICAL"), ("CVE-2024-5", "LOW")])]).await;
+
+    let old = push_unique(&registry, "ci/old:v1").await;
+    push_layers(&registry, "ci/old", &format!("{}.sig", tag_of(&old)), &[world.sig(SAN, &name("ci/old"), &old, &world.rekor, Validity::march_2024(), true)]).await;
+    push_layers(&registry, "ci/old", &format!("{}.att", tag_of(&old)), &[world.scan_att(&old, &stale, &[])]).await;
+
+    // An attestation of another predicate type only.
+    let sbom = push_unique(&registry, "ci/sbom:v1").await;
+    push_layers(&registry, "ci/sbom", &format!("{}.sig", tag_of(&sbom)), &[world.sig(SAN, &name("ci/sbom"), &sbom, &world.rekor, Validity::march_2024(), true)]).await;
+    push_layers(&registry, "ci/sbom", &format!("{}.att", tag_of(&sbom)), &[world.att(&sbom, "https://spdx.dev/Document", json!({"spdxVersion": "SPDX-2.3"}))]).await;
+
+    let ig_dir = tempfile::tempdir().unwrap();
+    let root = ig_dir.path().join("trusted_root.json");
+    std::fs::write(&root, signer::trusted_root(&[&world.fulcio], &[&world.rekor], &[&world.ct])).unwrap();
+    let keyless = policy(
+        "keyless",
+        &format!(
+            "images: [\"{host}/ci/**\"]\nsignatures:\n  authorities:\n    - name: ci\n      keyless: {{issuer: {ISSUER}, subjectRegExp: '^https://github\\.com/acme/'}}\n      trustRoot: {{path: {}}}\nattestations:\n  - {{name: scan, predicateType: {VULN}, authority: ci, minimumSeverity: HIGH, maxAge: 168h}}",
+            root.display()
+        ),
+    );
+    let ig = Imagegate::start_with(&[("keyless.yaml", &keyless)], Some(&insecure(&registry)), None).await;
+
+    let (allowed, msg) = judge(&ig, &[("app", &registry.reference("ci/good:v1"))]).await;
+    assert!(allowed, "{msg}");
+    let table: Vec<(&str, &[&str])> = vec![
+        ("ci/subject", &["identity", "https://github.com/evil/app"]),
+        ("ci/expired", &["expired"]),
+        ("ci/otherlog", &["not signed by authority ci"]),
+        ("ci/body", &["not signed by authority ci"]),
+        ("ci/critical", &["attestation scan (https://cosign.sigstore.dev/attestation/vuln/v1): CVE-2024-1234 at CRITICAL, at or above HIGH", "[policy keyless, rule attestations]"]),
+        ("ci/old", &["scan finished 9 days ago", "older than 168h"]),
+        ("ci/sbom", &["attestation scan: no verified https://cosign.sigstore.dev/attestation/vuln/v1 attestation signed by authority ci", "(it verified only: https://spdx.dev/Document)"]),
+    ];
+    let mut reasons = Vec::new();
+    for (repo, fragments) in &table {
+        let (allowed, msg) = judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
+        assert!(!allowed, "{repo} must be denied");
+        for f in *fragments {
+            assert!(msg.contains(f), "{repo}: {f:?} not in {msg}");
+        }
+        reasons.push(msg.split(": ").skip(2).collect::<Vec<_>>().join(": "));
+    }
+    println!("{}", reasons.join("\n"));
+    for (n, r) in reasons.iter().enumerate() {
+        for (m, s) in reasons.iter().enumerate() {
+            if n != m {
+                assert_ne!(r, s, "{} and {} are denied for the same reason", table[n].0, table[m].0);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warns() {
+    let registry = Registry::start(Kind::Plain).await;
+    let host = registry.host();
+    let release = TestKey::generate(KeyKind::EcdsaP256);
+    let digest = push_unique(&registry, "acme/hot:v1").await;
+    let sig_tag = format!("{}.sig", tag_of(&digest));
+    push_layers(&registry, "acme/hot", &sig_tag, &[key_sig(&release, &format!("{host}/acme/hot"), &digest)]).await;
+    push_unique(&registry, "audit/unsigned:v1").await;
+    let pem = release.public_pem().replace('\n', "\\n");
+    let signed = policy(
+        "signed",
+        &format!("images: [\"{host}/acme/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"),
+    );
+    let audit = policy(
+        "audit-signed",
+        &format!("mode: Audit\nimages: [\"{host}/audit/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"),
+    );
+    let ig = Imagegate::start_with(&[("s.yaml", &signed), ("a.yaml", &audit)], Some(&insecure(&registry)), None).await;
+    let image = registry.reference("acme/hot:v1");
+    registry.reset_counts();
+    let containers: Vec<(String, String)> = (0..8).map(|n| (format!("c{n}"), image.clone())).collect();
+    let refs: Vec<(&str, &str)> = containers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let (allowed, msg) = judge(&ig, &refs).await;
+    assert!(allowed, "{msg}");
+    let ig = std::sync::Arc::new(ig);
+    let admissions = (0..50).map(|n| {
+        let ig = ig.clone();
+        let image = image.clone();
+        tokio::spawn(async move {
+            let pod = object("Pod", &format!("web-{n}"), &[("app", &image)]);
+            ig.review("/validate", &review("CREATE", &pod, None, None)).await["allowed"] == true
+        })
+    });
+    for allowed in futures::future::join_all(admissions).await {
+        assert!(allowed.unwrap());
+    }
+    // The registry writes its log as it goes: wait for the one read, then check
+    // that no other came.
+    let sig_path = format!("/manifests/{sig_tag}");
+    registry.wait_for_count("GET", &sig_path, 1, std::time::Duration::from_secs(5)).await;
+    registry.wait_for_count("GET", "/blobs/", 2, std::time::Duration::from_secs(1)).await;
+    let sig_reads = registry.count("GET", &sig_path);
+    assert_eq!(sig_reads, 1, "{:#?}", registry.requests());
+    assert_eq!(registry.count("GET", &format!("/manifests/{}.att", tag_of(&digest))), 1);
+    assert_eq!(registry.count("GET", "/referrers/"), 1);
+    assert_eq!(registry.count("GET", "/blobs/"), 1, "one signature layer, fetched once");
+
+    // Audit: the unsigned image is admitted with the would-be denial as a warning.
+    let pod = object("Pod", "web", &[("app", &registry.reference("audit/unsigned:v1"))]);
+    let r = ig.review("/validate", &review("CREATE", &pod, None, None)).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let warning = r["warnings"][0].as_str().unwrap();
+    assert!(warning.starts_with("would deny: container \"app\""), "{warning}");
+    assert!(warning.contains("no signatures found for sha256:"), "{warning}");
+}
