@@ -505,7 +505,14 @@ async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warn
     let sig_reads = registry.count("GET", &sig_path);
     assert_eq!(sig_reads, 1, "{:#?}", registry.requests());
     assert_eq!(registry.count("GET", &format!("/manifests/{}.att", tag_of(&digest))), 1);
-    assert_eq!(registry.count("GET", "/referrers/"), 1);
+    // docker-registry 2.8 does not log the referrers route it lacks; the
+    // tag-schema index read after its 404 shows that path ran once.
+    let index_reads = registry
+        .requests()
+        .iter()
+        .filter(|(m, uri)| m == "GET" && uri.ends_with(&format!("/manifests/{}", tag_of(&digest))))
+        .count();
+    assert_eq!(index_reads, 1, "{:#?}", registry.requests());
     assert_eq!(registry.count("GET", "/blobs/"), 1, "one signature layer, fetched once");
 
     // Audit: the unsigned image is admitted with the would-be denial as a warning.
