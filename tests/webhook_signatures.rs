@@ -523,3 +523,137 @@ async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warn
     assert!(warning.starts_with("would deny: container \"app\""), "{warning}");
     assert!(warning.contains("no signatures found for sha256:"), "{warning}");
 }
+
+/// Pushes `bundle` as a referrer manifest of `subject` to the registry (by digest)
+/// and lists it in the proxy's referrers answer.
+async fn push_referrer(
+    registry: &Registry,
+    proxy: &support::referrers::ReferrersProxy,
+    repo: &str,
+    subject: &str,
+    layer_media_type: &str,
+    artifact_type: &str,
+    bytes: &[u8],
+) {
+    let client = images::client(registry);
+    let auth = images::auth(registry);
+    let reference = images::reference(registry, &format!("{repo}:unused"));
+    client
+        .store_auth_if_needed(reference.resolve_registry(), &auth)
+        .await;
+    let empty = Blob::new("application/vnd.oci.empty.v1+json", b"{}".to_vec());
+    client
+        .push_blob(&reference, empty.data.clone(), &empty.digest)
+        .await
+        .unwrap();
+    let digest = signer::digest_of(bytes);
+    client
+        .push_blob(&reference, bytes.to_vec(), &digest)
+        .await
+        .unwrap();
+    let referrer = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": empty.descriptor(),
+        "layers": [{"mediaType": layer_media_type, "digest": digest, "size": bytes.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 100},
+    })
+    .to_string();
+    let referrer_digest = signer::digest_of(referrer.as_bytes());
+    images::push_manifest_bytes(
+        &client,
+        &auth,
+        &images::by_digest(&reference, &referrer_digest),
+        referrer.as_bytes(),
+        OCI_MANIFEST,
+    )
+    .await
+    .unwrap();
+    proxy.add(
+        repo,
+        subject,
+        json!({"mediaType": OCI_MANIFEST, "digest": referrer_digest, "size": referrer.len(), "artifactType": artifact_type}),
+    );
+}
+
+#[tokio::test]
+async fn bundles_through_the_referrers_api_keyless_signature_and_scan() {
+    let registry = Registry::start(Kind::Plain).await;
+    let proxy = support::referrers::ReferrersProxy::start(&registry.url()).await;
+    let host = proxy.host();
+    let world = Keyless::new();
+    let digest = push_unique(&registry, "ref/app:v1").await;
+    // A keyless cosign v3 signature bundle (DSSE, cosign sign predicate).
+    let dsse = |predicate_type: &str, predicate: Value| {
+        let leaf = world.fulcio.issue(&LeafSpec::new(SAN, ISSUER), Some(&world.ct));
+        let statement = signer::statement(&digest, predicate_type, predicate);
+        let sig = leaf.key.sign(&signer::pae(signer::IN_TOTO, &statement));
+        let env = signer::envelope(signer::IN_TOTO, &statement, std::slice::from_ref(&sig));
+        let entry = world.rekor.log(
+            Rekor::dsse_body(&env, &statement, &sig, &leaf.pem()),
+            signer::MARCH_2024_NOON,
+            21,
+            6,
+        );
+        signer::dsse_bundle(signer::BUNDLE_V03_MEDIA_TYPE, BundleSigner::Certificate(&leaf), &statement, &sig, &[&entry])
+    };
+    let signature = dsse(signer::COSIGN_SIGN_PREDICATE, json!({}));
+    let fresh = rfc3339_days_ago(0);
+    let scan = dsse(
+        VULN,
+        json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": {"Results": [{"Target": "app", "Vulnerabilities": [{"VulnerabilityID": "CVE-2024-7", "Severity": "LOW"}]}]}},
+               "metadata": {"scanFinishedOn": fresh}}),
+    );
+    let empty_type = "application/vnd.oci.empty.v1+json";
+    // The signature listed with the empty-config artifact type (selected by its
+    // layer), a garbage bundle and an SBOM beside it.
+    push_referrer(&registry, &proxy, "ref/app", &digest, signer::BUNDLE_V03_MEDIA_TYPE, empty_type, &signature).await;
+    push_referrer(&registry, &proxy, "ref/app", &digest, signer::BUNDLE_V03_MEDIA_TYPE, signer::BUNDLE_V03_MEDIA_TYPE, b"not json").await;
+    push_referrer(&registry, &proxy, "ref/app", &digest, "application/spdx+json", "application/spdx+json", b"{\"spdxVersion\":\"SPDX-2.3\"}").await;
+    // Another repository with no material of its own.
+    push_unique(&registry, "ref/bad:v1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    std::fs::write(&root, signer::trusted_root(&[&world.fulcio], &[&world.rekor], &[&world.ct])).unwrap();
+    let p = policy(
+        "referrers",
+        &format!(
+            "images: [\"{host}/ref/**\"]\nsignatures:\n  authorities:\n    - name: ci\n      keyless: {{issuer: {ISSUER}, subject: '{SAN}'}}\n      trustRoot: {{path: {}}}\nattestations:\n  - {{name: scan, predicateType: {VULN}, authority: ci, minimumSeverity: HIGH, maxAge: 24h}}",
+            root.display()
+        ),
+    );
+    let config = format!("registries:\n  - host: \"{host}\"\n    insecure: true\nsignatureTtlSeconds: 3\nsignatureFailureTtlSeconds: 3\n");
+    let ig = Imagegate::start_with(&[("p.yaml", &p)], Some(&config), None).await;
+    let image = format!("{host}/ref/app:v1");
+    // Without the scan: the signature verifies, the attestation is missing.
+    let (allowed, msg) = judge(&ig, &[("app", &image)]).await;
+    assert!(!allowed);
+    assert!(!msg.contains("rule signatures"), "{msg}");
+    assert!(msg.contains("attestation scan: no verified"), "{msg}");
+    assert_eq!(proxy.answered(), 1);
+    // Within the TTL the answer is cached.
+    judge(&ig, &[("app", &image)]).await;
+    assert_eq!(proxy.answered(), 1);
+    assert_eq!(
+        registry.count("GET", &format!("/manifests/{}", tag_of(&digest))),
+        2,
+        "the legacy .sig and .att tags were asked too, not the tag-schema index: {:#?}",
+        registry.requests()
+    );
+    // Two bundle layers (the signature and the garbage) fetched; the SBOM never.
+    registry
+        .wait_for_count("GET", "/blobs/", 3, std::time::Duration::from_secs(2))
+        .await;
+    assert_eq!(registry.count("GET", "/blobs/"), 2, "{:#?}", registry.requests());
+    // The scan arrives as one more referrer; once the cached result expires
+    // (signatureTtlSeconds, 300 s by default, 3 s here) it is found.
+    push_referrer(&registry, &proxy, "ref/app", &digest, signer::BUNDLE_V03_MEDIA_TYPE, VULN, &scan).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let (allowed, msg) = judge(&ig, &[("app", &image)]).await;
+    assert_eq!(proxy.answered(), 2);
+    assert!(allowed, "{msg}");
+    // Another repository does not borrow this one's signatures: the cache key
+    // names the repository.
+    let (allowed, msg) = judge(&ig, &[("app", &format!("{host}/ref/bad:v1"))]).await;
+    assert!(!allowed);
+    assert!(msg.contains("no signatures found"), "{msg}");
+}

@@ -418,15 +418,18 @@ fn failure_kind(kind: signature::FailureKind) -> SignatureFailureKind {
     }
 }
 
-/// How long a result is cached: long when something verified and nothing failed to
-/// be read, short otherwise (nothing found, a failure, a registry error).
+/// How long a result is cached: long when every authority verified something and
+/// every location could be read, short otherwise (nothing found, an authority
+/// without a verified signature, a registry error), so that a signature pushed
+/// after a denial counts within `signature_failure_ttl`.
 pub(super) fn is_lasting(facts: &SignatureFacts) -> bool {
     facts.unavailable.is_none()
         && facts.errors.is_empty()
+        && !facts.authorities.is_empty()
         && facts
             .authorities
             .values()
-            .any(|a| a.signature_verified || !a.statements.is_empty())
+            .all(|a| a.signature_verified || !a.statements.is_empty())
 }
 
 /// The bytes a cached result holds, for the cache's weigher.
