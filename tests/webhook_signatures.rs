@@ -657,3 +657,35 @@ async fn bundles_through_the_referrers_api_keyless_signature_and_scan() {
     assert!(!allowed);
     assert!(msg.contains("no signatures found"), "{msg}");
 }
+
+#[tokio::test]
+async fn signatures_not_fetched_within_the_deadline_deny_with_that_reason() {
+    let registry = Registry::start(Kind::Plain).await;
+    let proxy = support::referrers::ReferrersProxy::start(&registry.url()).await;
+    let host = proxy.host();
+    let release = TestKey::generate(KeyKind::EcdsaP256);
+    let digest = push_unique(&registry, "slow/app:v1").await;
+    let sig_tag = format!("{}.sig", tag_of(&digest));
+    push_layers(&registry, "slow/app", &sig_tag, &[key_sig(&release, &format!("{host}/slow/app"), &digest)]).await;
+    proxy.delay(&sig_tag, std::time::Duration::from_secs(4));
+    let pem = release.public_pem().replace('\n', "\\n");
+    let p = policy(
+        "signed",
+        &format!("images: [\"{host}/slow/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"),
+    );
+    let config = format!("registries:\n  - host: \"{host}\"\n    insecure: true\ndeadlineSeconds: 1.5\n");
+    let ig = Imagegate::start_with(&[("p.yaml", &p)], Some(&config), None).await;
+    let image = format!("{host}/slow/app:v1");
+    let started = std::time::Instant::now();
+    let (allowed, msg) = judge(&ig, &[("app", &image)]).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(!allowed);
+    assert!(
+        msg.contains(&format!("could not fetch the signatures of {image} ({digest}) within the admission deadline of 1.5 s")),
+        "{msg}"
+    );
+    // Once the registry answers in time, the same image is admitted.
+    proxy.delay(&sig_tag, std::time::Duration::ZERO);
+    let (allowed, msg) = judge(&ig, &[("app", &image)]).await;
+    assert!(allowed, "{msg}");
+}

@@ -20,6 +20,9 @@ struct Inner {
     /// (repository, subject digest) -> referrer descriptors.
     referrers: Mutex<HashMap<(String, String), Vec<Value>>>,
     answered: AtomicUsize,
+    /// Requests whose path ends with this are answered only after the delay (a
+    /// slow registry).
+    delay: Mutex<Option<(String, std::time::Duration)>>,
 }
 
 #[derive(Clone)]
@@ -73,6 +76,11 @@ impl ReferrersProxy {
             .push(descriptor);
     }
 
+    /// Delays the requests whose path ends with `suffix`.
+    pub fn delay(&self, suffix: &str, by: std::time::Duration) {
+        *self.inner.delay.lock().unwrap() = Some((suffix.to_string(), by));
+    }
+
     /// How many referrers requests it answered.
     pub fn answered(&self) -> usize {
         self.inner.answered.load(Ordering::SeqCst)
@@ -93,6 +101,12 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path();
+    let delay = state.inner.delay.lock().unwrap().clone();
+    if let Some((suffix, by)) = delay
+        && path.ends_with(&suffix)
+    {
+        tokio::time::sleep(by).await;
+    }
     if method == Method::GET
         && let Some(rest) = path.strip_prefix("/v2/")
         && let Some((repository, digest)) = rest.rsplit_once("/referrers/")
