@@ -101,10 +101,13 @@ async fn push_bundles(registry: &Registry, repo: &str, subject: &str, bundles: &
         images::push_manifest_bytes(&client, &auth, &at, referrer.as_bytes(), OCI_MANIFEST)
             .await
             .unwrap();
-        entries.push(json!({"mediaType": OCI_MANIFEST, "digest": referrer_digest, "size": referrer.len(),
-                            "artifactType": "application/vnd.oci.empty.v1+json"}));
+        entries.push(
+            json!({"mediaType": OCI_MANIFEST, "digest": referrer_digest, "size": referrer.len(),
+                            "artifactType": "application/vnd.oci.empty.v1+json"}),
+        );
     }
-    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).to_string();
+    let index =
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).to_string();
     images::push_manifest_bytes(&client, &auth, &tag_ref, index.as_bytes(), OCI_INDEX)
         .await
         .unwrap();
@@ -167,7 +170,15 @@ impl Keyless {
 
     /// A keyless `.sig` layer for `san`, logged by `rekor` (a body over
     /// `logged_payload`, normally the payload itself).
-    fn sig(&self, san: &str, reference: &str, digest: &str, rekor: &Rekor, validity: Validity, logged: bool) -> LayerParts {
+    fn sig(
+        &self,
+        san: &str,
+        reference: &str,
+        digest: &str,
+        rekor: &Rekor,
+        validity: Validity,
+        logged: bool,
+    ) -> LayerParts {
         let mut spec = LeafSpec::new(san, ISSUER);
         spec.validity = validity;
         let leaf = self.fulcio.issue(&spec, Some(&self.ct));
@@ -181,14 +192,19 @@ impl Keyless {
                 9,
                 0,
             );
-            ann.push(("dev.sigstore.cosign/bundle".into(), entry.cosign_annotation()));
+            ann.push((
+                "dev.sigstore.cosign/bundle".into(),
+                entry.cosign_annotation(),
+            ));
         }
         signer::sig_layer(&payload, &sig, ann)
     }
 
     /// A keyless `.sig` whose log entry describes another payload.
     fn sig_with_foreign_body(&self, reference: &str, digest: &str) -> LayerParts {
-        let leaf = self.fulcio.issue(&LeafSpec::new(SAN, ISSUER), Some(&self.ct));
+        let leaf = self
+            .fulcio
+            .issue(&LeafSpec::new(SAN, ISSUER), Some(&self.ct));
         let payload = signer::simple_signing(reference, digest, &[]);
         let sig = leaf.key.sign(&payload);
         let other = b"another payload";
@@ -199,7 +215,10 @@ impl Keyless {
             0,
         );
         let mut ann = signer::cert_annotations(&leaf, &self.fulcio);
-        ann.push(("dev.sigstore.cosign/bundle".into(), entry.cosign_annotation()));
+        ann.push((
+            "dev.sigstore.cosign/bundle".into(),
+            entry.cosign_annotation(),
+        ));
         signer::sig_layer(&payload, &sig, ann)
     }
 
@@ -219,7 +238,9 @@ impl Keyless {
 
     /// A keyless `.att` layer (intoto 0.0.2 entry) of any predicate.
     fn att(&self, digest: &str, predicate_type: &str, predicate: Value) -> LayerParts {
-        let leaf = self.fulcio.issue(&LeafSpec::new(SAN, ISSUER), Some(&self.ct));
+        let leaf = self
+            .fulcio
+            .issue(&LeafSpec::new(SAN, ISSUER), Some(&self.ct));
         let statement = signer::statement(digest, predicate_type, predicate);
         let sig = leaf.key.sign(&signer::pae(signer::IN_TOTO, &statement));
         let env = signer::envelope(signer::IN_TOTO, &statement, std::slice::from_ref(&sig));
@@ -230,7 +251,10 @@ impl Keyless {
             0,
         );
         let mut ann = signer::cert_annotations(&leaf, &self.fulcio);
-        ann.push(("dev.sigstore.cosign/bundle".into(), entry.cosign_annotation()));
+        ann.push((
+            "dev.sigstore.cosign/bundle".into(),
+            entry.cosign_annotation(),
+        ));
         signer::att_layer(&env, ann)
     }
 }
@@ -261,7 +285,9 @@ fn rfc3339_days_ago(days: i64) -> String {
 
 async fn judge(ig: &Imagegate, images: &[(&str, &str)]) -> (bool, String) {
     let pod = object("Pod", "web", images);
-    let r = ig.review("/validate", &review("CREATE", &pod, None, None)).await;
+    let r = ig
+        .review("/validate", &review("CREATE", &pod, None, None))
+        .await;
     let msg = r["status"]["message"].as_str().unwrap_or("").to_string();
     (r["allowed"] == true, msg)
 }
@@ -277,48 +303,144 @@ async fn key_based_signatures_in_every_location_and_the_attacks_each_denied_with
 
     // Signed with the release key: a legacy .sig (a).
     let a = push_unique(&registry, "acme/legacy:v1").await;
-    push_layers(&registry, "acme/legacy", &format!("{}.sig", tag_of(&a)), &[key_sig(&release, &name("acme/legacy"), &a)]).await;
+    push_layers(
+        &registry,
+        "acme/legacy",
+        &format!("{}.sig", tag_of(&a)),
+        &[key_sig(&release, &name("acme/legacy"), &a)],
+    )
+    .await;
     // A key-based bundle in the sha256-<hex> index (b).
     let b = push_unique(&registry, "acme/bundle:v1").await;
-    push_bundles(&registry, "acme/bundle", &b, &[(signer::BUNDLE_V03_MEDIA_TYPE, key_bundle(&release, &b, signer::COSIGN_SIGN_PREDICATE, json!({})))]).await;
+    push_bundles(
+        &registry,
+        "acme/bundle",
+        &b,
+        &[(
+            signer::BUNDLE_V03_MEDIA_TYPE,
+            key_bundle(&release, &b, signer::COSIGN_SIGN_PREDICATE, json!({})),
+        )],
+    )
+    .await;
     // Wrong key: a bundle naming the key that signed it (a legacy .sig names none,
     // and then "another key, or changed content" is all that can be said).
     let c = push_unique(&registry, "acme/wrongkey:v1").await;
-    push_bundles(&registry, "acme/wrongkey", &c, &[(signer::BUNDLE_V03_MEDIA_TYPE, key_bundle(&other, &c, signer::COSIGN_SIGN_PREDICATE, json!({})))]).await;
+    push_bundles(
+        &registry,
+        "acme/wrongkey",
+        &c,
+        &[(
+            signer::BUNDLE_V03_MEDIA_TYPE,
+            key_bundle(&other, &c, signer::COSIGN_SIGN_PREDICATE, json!({})),
+        )],
+    )
+    .await;
     // Payload tampered after signing: a bundle whose statement changed after the
     // release key signed it.
     let d = push_unique(&registry, "acme/tampered:v1").await;
     let statement = signer::statement(&d, signer::COSIGN_SIGN_PREDICATE, json!({}));
     let sig = release.sign(&signer::pae(signer::IN_TOTO, &statement));
     let changed = signer::statement(&d, signer::COSIGN_SIGN_PREDICATE, json!({"changed": true}));
-    let tampered = signer::dsse_bundle(signer::BUNDLE_V03_MEDIA_TYPE, BundleSigner::Key(&release, true), &changed, &sig, &[]);
-    push_bundles(&registry, "acme/tampered", &d, &[(signer::BUNDLE_V03_MEDIA_TYPE, tampered)]).await;
+    let tampered = signer::dsse_bundle(
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        BundleSigner::Key(&release, true),
+        &changed,
+        &sig,
+        &[],
+    );
+    push_bundles(
+        &registry,
+        "acme/tampered",
+        &d,
+        &[(signer::BUNDLE_V03_MEDIA_TYPE, tampered)],
+    )
+    .await;
     // A legacy .sig by another key: no key named in the material.
     let l = push_unique(&registry, "acme/legacykey:v1").await;
-    push_layers(&registry, "acme/legacykey", &format!("{}.sig", tag_of(&l)), &[key_sig(&other, &name("acme/legacykey"), &l)]).await;
+    push_layers(
+        &registry,
+        "acme/legacykey",
+        &format!("{}.sig", tag_of(&l)),
+        &[key_sig(&other, &name("acme/legacykey"), &l)],
+    )
+    .await;
     // A payload naming another image's digest.
     let e = push_unique(&registry, "acme/otherdigest:v1").await;
-    push_layers(&registry, "acme/otherdigest", &format!("{}.sig", tag_of(&e)), &[key_sig(&release, &name("acme/otherdigest"), &a)]).await;
+    push_layers(
+        &registry,
+        "acme/otherdigest",
+        &format!("{}.sig", tag_of(&e)),
+        &[key_sig(&release, &name("acme/otherdigest"), &a)],
+    )
+    .await;
     // A valid signature copied from another repository (same digest there).
     let f = push_unique(&registry, "acme/copied:v1").await;
     let genuine = key_sig(&release, &name("acme/original"), &f);
-    push_layers(&registry, "acme/copied", &format!("{}.sig", tag_of(&f)), &[genuine]).await;
+    push_layers(
+        &registry,
+        "acme/copied",
+        &format!("{}.sig", tag_of(&f)),
+        &[genuine],
+    )
+    .await;
     // Nothing anywhere.
     let g = push_unique(&registry, "acme/unsigned:v1").await;
     // A referrer whose layer is garbage.
     let h = push_unique(&registry, "acme/garbage:v1").await;
-    push_bundles(&registry, "acme/garbage", &h, &[(signer::BUNDLE_V03_MEDIA_TYPE, b"garbage, not a bundle".to_vec())]).await;
+    push_bundles(
+        &registry,
+        "acme/garbage",
+        &h,
+        &[(
+            signer::BUNDLE_V03_MEDIA_TYPE,
+            b"garbage, not a bundle".to_vec(),
+        )],
+    )
+    .await;
     // Threshold: signed by release only, where release and security must both sign.
     let i = push_unique(&registry, "two/app:v1").await;
-    push_layers(&registry, "two/app", &format!("{}.sig", tag_of(&i)), &[key_sig(&release, &name("two/app"), &i)]).await;
+    push_layers(
+        &registry,
+        "two/app",
+        &format!("{}.sig", tag_of(&i)),
+        &[key_sig(&release, &name("two/app"), &i)],
+    )
+    .await;
     // A failure on one path does not hide the other: garbage in the index, a good .sig.
     let j = push_unique(&registry, "acme/mixed:v1").await;
-    push_bundles(&registry, "acme/mixed", &j, &[(signer::BUNDLE_V03_MEDIA_TYPE, b"{}".to_vec())]).await;
-    push_layers(&registry, "acme/mixed", &format!("{}.sig", tag_of(&j)), &[key_sig(&release, &name("acme/mixed"), &j)]).await;
+    push_bundles(
+        &registry,
+        "acme/mixed",
+        &j,
+        &[(signer::BUNDLE_V03_MEDIA_TYPE, b"{}".to_vec())],
+    )
+    .await;
+    push_layers(
+        &registry,
+        "acme/mixed",
+        &format!("{}.sig", tag_of(&j)),
+        &[key_sig(&release, &name("acme/mixed"), &j)],
+    )
+    .await;
     // Both signers on two/both: threshold met, the bundle found does not stop the .sig search.
     let k = push_unique(&registry, "two/both:v1").await;
-    push_bundles(&registry, "two/both", &k, &[(signer::BUNDLE_V03_MEDIA_TYPE, key_bundle(&security, &k, signer::COSIGN_SIGN_PREDICATE, json!({})))]).await;
-    push_layers(&registry, "two/both", &format!("{}.sig", tag_of(&k)), &[key_sig(&release, &name("two/both"), &k)]).await;
+    push_bundles(
+        &registry,
+        "two/both",
+        &k,
+        &[(
+            signer::BUNDLE_V03_MEDIA_TYPE,
+            key_bundle(&security, &k, signer::COSIGN_SIGN_PREDICATE, json!({})),
+        )],
+    )
+    .await;
+    push_layers(
+        &registry,
+        "two/both",
+        &format!("{}.sig", tag_of(&k)),
+        &[key_sig(&release, &name("two/both"), &k)],
+    )
+    .await;
 
     let pem = |k: &TestKey| k.public_pem().replace('\n', "\\n");
     let acme = policy(
@@ -336,28 +458,60 @@ async fn key_based_signatures_in_every_location_and_the_attacks_each_denied_with
             pem(&security)
         ),
     );
-    let ig = Imagegate::start_with(&[("acme.yaml", &acme), ("two.yaml", &two)], Some(&insecure(&registry)), None).await;
+    let ig = Imagegate::start_with(
+        &[("acme.yaml", &acme), ("two.yaml", &two)],
+        Some(&insecure(&registry)),
+        None,
+    )
+    .await;
 
     for repo in ["acme/legacy", "acme/bundle", "acme/mixed", "two/both"] {
-        let (allowed, msg) = judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
+        let (allowed, msg) =
+            judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
         assert!(allowed, "{repo}: {msg}");
     }
     // (image, fragments of the denial)
     let table: Vec<(&str, Vec<String>)> = vec![
-        ("acme/wrongkey", vec!["not signed by authority release".into(), "[policy signed, rule signatures]".into()]),
-        ("acme/tampered", vec!["not signed by authority release".into()]),
-        ("acme/legacykey", vec!["signed by another key, or changed after signing".into()]),
+        (
+            "acme/wrongkey",
+            vec![
+                "not signed by authority release".into(),
+                "[policy signed, rule signatures]".into(),
+            ],
+        ),
+        (
+            "acme/tampered",
+            vec!["not signed by authority release".into()],
+        ),
+        (
+            "acme/legacykey",
+            vec!["signed by another key, or changed after signing".into()],
+        ),
         ("acme/otherdigest", vec![format!("{a}")]),
         ("acme/copied", vec![format!("{host}/acme/original")]),
-        ("acme/unsigned", vec![
-            format!("no signatures found for {g} (looked in referrers (the registry has no referrers API), {t}, {t}.sig, {t}.att)", t = tag_of(&g)),
-        ]),
-        ("acme/garbage", vec!["not signed by authority release".into()]),
-        ("two/app", vec!["signature threshold 2 of 2 not met: verified release; not verified: security (".into()]),
+        (
+            "acme/unsigned",
+            vec![format!(
+                "no signatures found for {g} (looked in referrers (the registry has no referrers API), {t}, {t}.sig, {t}.att)",
+                t = tag_of(&g)
+            )],
+        ),
+        (
+            "acme/garbage",
+            vec!["not signed by authority release".into()],
+        ),
+        (
+            "two/app",
+            vec![
+                "signature threshold 2 of 2 not met: verified release; not verified: security ("
+                    .into(),
+            ],
+        ),
     ];
     let mut reasons = Vec::new();
     for (repo, fragments) in &table {
-        let (allowed, msg) = judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
+        let (allowed, msg) =
+            judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
         assert!(!allowed, "{repo} must be denied");
         for f in fragments {
             assert!(msg.contains(f.as_str()), "{repo}: {f:?} not in {msg}");
@@ -368,7 +522,11 @@ async fn key_based_signatures_in_every_location_and_the_attacks_each_denied_with
     for (n, r) in reasons.iter().enumerate() {
         for (m, s) in reasons.iter().enumerate() {
             if n != m {
-                assert_ne!(r, s, "{} and {} are denied for the same reason", table[n].0, table[m].0);
+                assert_ne!(
+                    r, s,
+                    "{} and {} are denied for the same reason",
+                    table[n].0, table[m].0
+                );
             }
         }
     }
@@ -376,7 +534,11 @@ async fn key_based_signatures_in_every_location_and_the_attacks_each_denied_with
     // The attacks name their classes: signed by another key, changed content,
     // another digest, another repository, garbage.
     assert!(reasons[0].to_lowercase().contains("key"), "{}", reasons[0]);
-    assert!(reasons[6].contains("bundle") || reasons[6].contains("JSON"), "{}", reasons[6]);
+    assert!(
+        reasons[6].contains("bundle") || reasons[6].contains("JSON"),
+        "{}",
+        reasons[6]
+    );
 }
 
 #[tokio::test]
@@ -389,38 +551,171 @@ async fn keyless_signatures_and_scans_through_sig_and_att() {
     let stale = rfc3339_days_ago(9);
 
     let good = push_unique(&registry, "ci/good:v1").await;
-    push_layers(&registry, "ci/good", &format!("{}.sig", tag_of(&good)), &[world.sig(SAN, &name("ci/good"), &good, &world.rekor, Validity::march_2024(), true)]).await;
-    push_layers(&registry, "ci/good", &format!("{}.att", tag_of(&good)), &[world.scan_att(&good, &fresh, &[("CVE-2024-0001", "MEDIUM")])]).await;
+    push_layers(
+        &registry,
+        "ci/good",
+        &format!("{}.sig", tag_of(&good)),
+        &[world.sig(
+            SAN,
+            &name("ci/good"),
+            &good,
+            &world.rekor,
+            Validity::march_2024(),
+            true,
+        )],
+    )
+    .await;
+    push_layers(
+        &registry,
+        "ci/good",
+        &format!("{}.att", tag_of(&good)),
+        &[world.scan_att(&good, &fresh, &[("CVE-2024-0001", "MEDIUM")])],
+    )
+    .await;
 
     let wrong_subject = push_unique(&registry, "ci/subject:v1").await;
-    push_layers(&registry, "ci/subject", &format!("{}.sig", tag_of(&wrong_subject)), &[world.sig("https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main", &name("ci/subject"), &wrong_subject, &world.rekor, Validity::march_2024(), true)]).await;
+    push_layers(
+        &registry,
+        "ci/subject",
+        &format!("{}.sig", tag_of(&wrong_subject)),
+        &[world.sig(
+            "https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main",
+            &name("ci/subject"),
+            &wrong_subject,
+            &world.rekor,
+            Validity::march_2024(),
+            true,
+        )],
+    )
+    .await;
 
     let expired = push_unique(&registry, "ci/expired:v1").await;
-    push_layers(&registry, "ci/expired", &format!("{}.sig", tag_of(&expired)), &[world.sig(SAN, &name("ci/expired"), &expired, &world.rekor, Validity::march_2024(), false)]).await;
+    push_layers(
+        &registry,
+        "ci/expired",
+        &format!("{}.sig", tag_of(&expired)),
+        &[world.sig(
+            SAN,
+            &name("ci/expired"),
+            &expired,
+            &world.rekor,
+            Validity::march_2024(),
+            false,
+        )],
+    )
+    .await;
 
     let foreign_rekor = Rekor::new("rekor.evil");
     let other_log = push_unique(&registry, "ci/otherlog:v1").await;
-    push_layers(&registry, "ci/otherlog", &format!("{}.sig", tag_of(&other_log)), &[world.sig(SAN, &name("ci/otherlog"), &other_log, &foreign_rekor, Validity::march_2024(), true)]).await;
+    push_layers(
+        &registry,
+        "ci/otherlog",
+        &format!("{}.sig", tag_of(&other_log)),
+        &[world.sig(
+            SAN,
+            &name("ci/otherlog"),
+            &other_log,
+            &foreign_rekor,
+            Validity::march_2024(),
+            true,
+        )],
+    )
+    .await;
 
     let body = push_unique(&registry, "ci/body:v1").await;
-    push_layers(&registry, "ci/body", &format!("{}.sig", tag_of(&body)), &[world.sig_with_foreign_body(&name("ci/body"), &body)]).await;
+    push_layers(
+        &registry,
+        "ci/body",
+        &format!("{}.sig", tag_of(&body)),
+        &[world.sig_with_foreign_body(&name("ci/body"), &body)],
+    )
+    .await;
 
     let critical = push_unique(&registry, "ci/critical:v1").await;
-    push_layers(&registry, "ci/critical", &format!("{}.sig", tag_of(&critical)), &[world.sig(SAN, &name("ci/critical"), &critical, &world.rekor, Validity::march_2024(), true)]).await;
-    push_layers(&registry, "ci/critical", &format!("{}.att", tag_of(&critical)), &[world.scan_att(&critical, &fresh, &[("CVE-2024-1234", "CRITICAL"), ("CVE-2024-5", "LOW")])]).await;
+    push_layers(
+        &registry,
+        "ci/critical",
+        &format!("{}.sig", tag_of(&critical)),
+        &[world.sig(
+            SAN,
+            &name("ci/critical"),
+            &critical,
+            &world.rekor,
+            Validity::march_2024(),
+            true,
+        )],
+    )
+    .await;
+    push_layers(
+        &registry,
+        "ci/critical",
+        &format!("{}.att", tag_of(&critical)),
+        &[world.scan_att(
+            &critical,
+            &fresh,
+            &[("CVE-2024-1234", "CRITICAL"), ("CVE-2024-5", "LOW")],
+        )],
+    )
+    .await;
 
     let old = push_unique(&registry, "ci/old:v1").await;
-    push_layers(&registry, "ci/old", &format!("{}.sig", tag_of(&old)), &[world.sig(SAN, &name("ci/old"), &old, &world.rekor, Validity::march_2024(), true)]).await;
-    push_layers(&registry, "ci/old", &format!("{}.att", tag_of(&old)), &[world.scan_att(&old, &stale, &[])]).await;
+    push_layers(
+        &registry,
+        "ci/old",
+        &format!("{}.sig", tag_of(&old)),
+        &[world.sig(
+            SAN,
+            &name("ci/old"),
+            &old,
+            &world.rekor,
+            Validity::march_2024(),
+            true,
+        )],
+    )
+    .await;
+    push_layers(
+        &registry,
+        "ci/old",
+        &format!("{}.att", tag_of(&old)),
+        &[world.scan_att(&old, &stale, &[])],
+    )
+    .await;
 
     // An attestation of another predicate type only.
     let sbom = push_unique(&registry, "ci/sbom:v1").await;
-    push_layers(&registry, "ci/sbom", &format!("{}.sig", tag_of(&sbom)), &[world.sig(SAN, &name("ci/sbom"), &sbom, &world.rekor, Validity::march_2024(), true)]).await;
-    push_layers(&registry, "ci/sbom", &format!("{}.att", tag_of(&sbom)), &[world.att(&sbom, "https://spdx.dev/Document", json!({"spdxVersion": "SPDX-2.3"}))]).await;
+    push_layers(
+        &registry,
+        "ci/sbom",
+        &format!("{}.sig", tag_of(&sbom)),
+        &[world.sig(
+            SAN,
+            &name("ci/sbom"),
+            &sbom,
+            &world.rekor,
+            Validity::march_2024(),
+            true,
+        )],
+    )
+    .await;
+    push_layers(
+        &registry,
+        "ci/sbom",
+        &format!("{}.att", tag_of(&sbom)),
+        &[world.att(
+            &sbom,
+            "https://spdx.dev/Document",
+            json!({"spdxVersion": "SPDX-2.3"}),
+        )],
+    )
+    .await;
 
     let ig_dir = tempfile::tempdir().unwrap();
     let root = ig_dir.path().join("trusted_root.json");
-    std::fs::write(&root, signer::trusted_root(&[&world.fulcio], &[&world.rekor], &[&world.ct])).unwrap();
+    std::fs::write(
+        &root,
+        signer::trusted_root(&[&world.fulcio], &[&world.rekor], &[&world.ct]),
+    )
+    .unwrap();
     let keyless = policy(
         "keyless",
         &format!(
@@ -428,7 +723,12 @@ async fn keyless_signatures_and_scans_through_sig_and_att() {
             root.display()
         ),
     );
-    let ig = Imagegate::start_with(&[("keyless.yaml", &keyless)], Some(&insecure(&registry)), None).await;
+    let ig = Imagegate::start_with(
+        &[("keyless.yaml", &keyless)],
+        Some(&insecure(&registry)),
+        None,
+    )
+    .await;
 
     let (allowed, msg) = judge(&ig, &[("app", &registry.reference("ci/good:v1"))]).await;
     assert!(allowed, "{msg}");
@@ -437,13 +737,26 @@ async fn keyless_signatures_and_scans_through_sig_and_att() {
         ("ci/expired", &["expired"]),
         ("ci/otherlog", &["not signed by authority ci"]),
         ("ci/body", &["not signed by authority ci"]),
-        ("ci/critical", &["attestation scan (https://cosign.sigstore.dev/attestation/vuln/v1): CVE-2024-1234 at CRITICAL, at or above HIGH", "[policy keyless, rule attestations]"]),
+        (
+            "ci/critical",
+            &[
+                "attestation scan (https://cosign.sigstore.dev/attestation/vuln/v1): CVE-2024-1234 at CRITICAL, at or above HIGH",
+                "[policy keyless, rule attestations]",
+            ],
+        ),
         ("ci/old", &["scan finished 9 days ago", "older than 168h"]),
-        ("ci/sbom", &["attestation scan: no verified https://cosign.sigstore.dev/attestation/vuln/v1 attestation signed by authority ci", "(it verified only: https://spdx.dev/Document)"]),
+        (
+            "ci/sbom",
+            &[
+                "attestation scan: no verified https://cosign.sigstore.dev/attestation/vuln/v1 attestation signed by authority ci",
+                "(it verified only: https://spdx.dev/Document)",
+            ],
+        ),
     ];
     let mut reasons = Vec::new();
     for (repo, fragments) in &table {
-        let (allowed, msg) = judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
+        let (allowed, msg) =
+            judge(&ig, &[("app", &registry.reference(&format!("{repo}:v1")))]).await;
         assert!(!allowed, "{repo} must be denied");
         for f in *fragments {
             assert!(msg.contains(f), "{repo}: {f:?} not in {msg}");
@@ -454,7 +767,11 @@ async fn keyless_signatures_and_scans_through_sig_and_att() {
     for (n, r) in reasons.iter().enumerate() {
         for (m, s) in reasons.iter().enumerate() {
             if n != m {
-                assert_ne!(r, s, "{} and {} are denied for the same reason", table[n].0, table[m].0);
+                assert_ne!(
+                    r, s,
+                    "{} and {} are denied for the same reason",
+                    table[n].0, table[m].0
+                );
             }
         }
     }
@@ -467,22 +784,41 @@ async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warn
     let release = TestKey::generate(KeyKind::EcdsaP256);
     let digest = push_unique(&registry, "acme/hot:v1").await;
     let sig_tag = format!("{}.sig", tag_of(&digest));
-    push_layers(&registry, "acme/hot", &sig_tag, &[key_sig(&release, &format!("{host}/acme/hot"), &digest)]).await;
+    push_layers(
+        &registry,
+        "acme/hot",
+        &sig_tag,
+        &[key_sig(&release, &format!("{host}/acme/hot"), &digest)],
+    )
+    .await;
     push_unique(&registry, "audit/unsigned:v1").await;
     let pem = release.public_pem().replace('\n', "\\n");
     let signed = policy(
         "signed",
-        &format!("images: [\"{host}/acme/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"),
+        &format!(
+            "images: [\"{host}/acme/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"
+        ),
     );
     let audit = policy(
         "audit-signed",
-        &format!("mode: Audit\nimages: [\"{host}/audit/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"),
+        &format!(
+            "mode: Audit\nimages: [\"{host}/audit/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"
+        ),
     );
-    let ig = Imagegate::start_with(&[("s.yaml", &signed), ("a.yaml", &audit)], Some(&insecure(&registry)), None).await;
+    let ig = Imagegate::start_with(
+        &[("s.yaml", &signed), ("a.yaml", &audit)],
+        Some(&insecure(&registry)),
+        None,
+    )
+    .await;
     let image = registry.reference("acme/hot:v1");
     registry.reset_counts();
-    let containers: Vec<(String, String)> = (0..8).map(|n| (format!("c{n}"), image.clone())).collect();
-    let refs: Vec<(&str, &str)> = containers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let containers: Vec<(String, String)> =
+        (0..8).map(|n| (format!("c{n}"), image.clone())).collect();
+    let refs: Vec<(&str, &str)> = containers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let (allowed, msg) = judge(&ig, &refs).await;
     assert!(allowed, "{msg}");
     let ig = std::sync::Arc::new(ig);
@@ -491,7 +827,9 @@ async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warn
         let image = image.clone();
         tokio::spawn(async move {
             let pod = object("Pod", &format!("web-{n}"), &[("app", &image)]);
-            ig.review("/validate", &review("CREATE", &pod, None, None)).await["allowed"] == true
+            ig.review("/validate", &review("CREATE", &pod, None, None))
+                .await["allowed"]
+                == true
         })
     });
     for allowed in futures::future::join_all(admissions).await {
@@ -500,11 +838,18 @@ async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warn
     // The registry writes its log as it goes: wait for the one read, then check
     // that no other came.
     let sig_path = format!("/manifests/{sig_tag}");
-    registry.wait_for_count("GET", &sig_path, 1, std::time::Duration::from_secs(5)).await;
-    registry.wait_for_count("GET", "/blobs/", 2, std::time::Duration::from_secs(1)).await;
+    registry
+        .wait_for_count("GET", &sig_path, 1, std::time::Duration::from_secs(5))
+        .await;
+    registry
+        .wait_for_count("GET", "/blobs/", 2, std::time::Duration::from_secs(1))
+        .await;
     let sig_reads = registry.count("GET", &sig_path);
     assert_eq!(sig_reads, 1, "{:#?}", registry.requests());
-    assert_eq!(registry.count("GET", &format!("/manifests/{}.att", tag_of(&digest))), 1);
+    assert_eq!(
+        registry.count("GET", &format!("/manifests/{}.att", tag_of(&digest))),
+        1
+    );
     // docker-registry 2.8 does not log the referrers route it lacks; the
     // tag-schema index read after its 404 shows that path ran once.
     let index_reads = registry
@@ -513,15 +858,31 @@ async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warn
         .filter(|(m, uri)| m == "GET" && uri.ends_with(&format!("/manifests/{}", tag_of(&digest))))
         .count();
     assert_eq!(index_reads, 1, "{:#?}", registry.requests());
-    assert_eq!(registry.count("GET", "/blobs/"), 1, "one signature layer, fetched once");
+    assert_eq!(
+        registry.count("GET", "/blobs/"),
+        1,
+        "one signature layer, fetched once"
+    );
 
     // Audit: the unsigned image is admitted with the would-be denial as a warning.
-    let pod = object("Pod", "web", &[("app", &registry.reference("audit/unsigned:v1"))]);
-    let r = ig.review("/validate", &review("CREATE", &pod, None, None)).await;
+    let pod = object(
+        "Pod",
+        "web",
+        &[("app", &registry.reference("audit/unsigned:v1"))],
+    );
+    let r = ig
+        .review("/validate", &review("CREATE", &pod, None, None))
+        .await;
     assert_eq!(r["allowed"], true, "{r}");
     let warning = r["warnings"][0].as_str().unwrap();
-    assert!(warning.starts_with("would deny: container \"app\""), "{warning}");
-    assert!(warning.contains("no signatures found for sha256:"), "{warning}");
+    assert!(
+        warning.starts_with("would deny: container \"app\""),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("no signatures found for sha256:"),
+        "{warning}"
+    );
 }
 
 /// Pushes `bundle` as a referrer manifest of `subject` to the registry (by digest)
@@ -584,7 +945,9 @@ async fn bundles_through_the_referrers_api_keyless_signature_and_scan() {
     let digest = push_unique(&registry, "ref/app:v1").await;
     // A keyless cosign v3 signature bundle (DSSE, cosign sign predicate).
     let dsse = |predicate_type: &str, predicate: Value| {
-        let leaf = world.fulcio.issue(&LeafSpec::new(SAN, ISSUER), Some(&world.ct));
+        let leaf = world
+            .fulcio
+            .issue(&LeafSpec::new(SAN, ISSUER), Some(&world.ct));
         let statement = signer::statement(&digest, predicate_type, predicate);
         let sig = leaf.key.sign(&signer::pae(signer::IN_TOTO, &statement));
         let env = signer::envelope(signer::IN_TOTO, &statement, std::slice::from_ref(&sig));
@@ -594,7 +957,13 @@ async fn bundles_through_the_referrers_api_keyless_signature_and_scan() {
             21,
             6,
         );
-        signer::dsse_bundle(signer::BUNDLE_V03_MEDIA_TYPE, BundleSigner::Certificate(&leaf), &statement, &sig, &[&entry])
+        signer::dsse_bundle(
+            signer::BUNDLE_V03_MEDIA_TYPE,
+            BundleSigner::Certificate(&leaf),
+            &statement,
+            &sig,
+            &[&entry],
+        )
     };
     let signature = dsse(signer::COSIGN_SIGN_PREDICATE, json!({}));
     let fresh = rfc3339_days_ago(0);
@@ -606,14 +975,45 @@ async fn bundles_through_the_referrers_api_keyless_signature_and_scan() {
     let empty_type = "application/vnd.oci.empty.v1+json";
     // The signature listed with the empty-config artifact type (selected by its
     // layer), a garbage bundle and an SBOM beside it.
-    push_referrer(&registry, &proxy, "ref/app", &digest, signer::BUNDLE_V03_MEDIA_TYPE, empty_type, &signature).await;
-    push_referrer(&registry, &proxy, "ref/app", &digest, signer::BUNDLE_V03_MEDIA_TYPE, signer::BUNDLE_V03_MEDIA_TYPE, b"not json").await;
-    push_referrer(&registry, &proxy, "ref/app", &digest, "application/spdx+json", "application/spdx+json", b"{\"spdxVersion\":\"SPDX-2.3\"}").await;
+    push_referrer(
+        &registry,
+        &proxy,
+        "ref/app",
+        &digest,
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        empty_type,
+        &signature,
+    )
+    .await;
+    push_referrer(
+        &registry,
+        &proxy,
+        "ref/app",
+        &digest,
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        b"not json",
+    )
+    .await;
+    push_referrer(
+        &registry,
+        &proxy,
+        "ref/app",
+        &digest,
+        "application/spdx+json",
+        "application/spdx+json",
+        b"{\"spdxVersion\":\"SPDX-2.3\"}",
+    )
+    .await;
     // Another repository with no material of its own.
     push_unique(&registry, "ref/bad:v1").await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("trusted_root.json");
-    std::fs::write(&root, signer::trusted_root(&[&world.fulcio], &[&world.rekor], &[&world.ct])).unwrap();
+    std::fs::write(
+        &root,
+        signer::trusted_root(&[&world.fulcio], &[&world.rekor], &[&world.ct]),
+    )
+    .unwrap();
     let p = policy(
         "referrers",
         &format!(
@@ -621,7 +1021,9 @@ async fn bundles_through_the_referrers_api_keyless_signature_and_scan() {
             root.display()
         ),
     );
-    let config = format!("registries:\n  - host: \"{host}\"\n    insecure: true\nsignatureTtlSeconds: 3\nsignatureFailureTtlSeconds: 3\n");
+    let config = format!(
+        "registries:\n  - host: \"{host}\"\n    insecure: true\nsignatureTtlSeconds: 3\nsignatureFailureTtlSeconds: 3\n"
+    );
     let ig = Imagegate::start_with(&[("p.yaml", &p)], Some(&config), None).await;
     let image = format!("{host}/ref/app:v1");
     // Without the scan: the signature verifies, the attestation is missing.
@@ -643,10 +1045,24 @@ async fn bundles_through_the_referrers_api_keyless_signature_and_scan() {
     registry
         .wait_for_count("GET", "/blobs/", 3, std::time::Duration::from_secs(2))
         .await;
-    assert_eq!(registry.count("GET", "/blobs/"), 2, "{:#?}", registry.requests());
+    assert_eq!(
+        registry.count("GET", "/blobs/"),
+        2,
+        "{:#?}",
+        registry.requests()
+    );
     // The scan arrives as one more referrer; once the cached result expires
     // (signatureTtlSeconds, 300 s by default, 3 s here) it is found.
-    push_referrer(&registry, &proxy, "ref/app", &digest, signer::BUNDLE_V03_MEDIA_TYPE, VULN, &scan).await;
+    push_referrer(
+        &registry,
+        &proxy,
+        "ref/app",
+        &digest,
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        VULN,
+        &scan,
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let (allowed, msg) = judge(&ig, &[("app", &image)]).await;
     assert_eq!(proxy.answered(), 2);
@@ -666,19 +1082,32 @@ async fn signatures_not_fetched_within_the_deadline_deny_with_that_reason() {
     let release = TestKey::generate(KeyKind::EcdsaP256);
     let digest = push_unique(&registry, "slow/app:v1").await;
     let sig_tag = format!("{}.sig", tag_of(&digest));
-    push_layers(&registry, "slow/app", &sig_tag, &[key_sig(&release, &format!("{host}/slow/app"), &digest)]).await;
+    push_layers(
+        &registry,
+        "slow/app",
+        &sig_tag,
+        &[key_sig(&release, &format!("{host}/slow/app"), &digest)],
+    )
+    .await;
     proxy.delay(&sig_tag, std::time::Duration::from_secs(4));
     let pem = release.public_pem().replace('\n', "\\n");
     let p = policy(
         "signed",
-        &format!("images: [\"{host}/slow/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"),
+        &format!(
+            "images: [\"{host}/slow/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"
+        ),
     );
-    let config = format!("registries:\n  - host: \"{host}\"\n    insecure: true\ndeadlineSeconds: 1.5\n");
+    let config =
+        format!("registries:\n  - host: \"{host}\"\n    insecure: true\ndeadlineSeconds: 1.5\n");
     let ig = Imagegate::start_with(&[("p.yaml", &p)], Some(&config), None).await;
     let image = format!("{host}/slow/app:v1");
     let started = std::time::Instant::now();
     let (allowed, msg) = judge(&ig, &[("app", &image)]).await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(!allowed);
     assert!(
         msg.contains(&format!("could not fetch the signatures of {image} ({digest}) within the admission deadline of 1.5 s")),

@@ -48,7 +48,10 @@ pub(super) fn check(policy: &Policy, written: &str, facts: &Facts) -> Vec<(Rule,
             return out;
         }
     };
-    let Some(found) = facts.signatures.get(&(written.to_string(), sig.verifier.id)) else {
+    let Some(found) = facts
+        .signatures
+        .get(&(written.to_string(), sig.verifier.id))
+    else {
         out.push((
             rule,
             format!("the signatures of {digest} were not checked; try again"),
@@ -174,7 +177,9 @@ fn attestation(
         } else if found.materials == 0 {
             msg.push_str(&format!(" (nothing found; {})", looked(found)));
         }
-        msg.push_str("; attach it with `cosign attest --type ...` and the authority's key or identity");
+        msg.push_str(
+            "; attach it with `cosign attest --type ...` and the authority's key or identity",
+        );
         return Err(msg);
     }
     let mut first_error = None;
@@ -283,7 +288,10 @@ fn judge(check: &AttestationCheck, predicate: &Value, now: Option<i64>) -> Resul
 /// `Results[].Vulnerabilities[]` with `VulnerabilityID` and `Severity`.
 /// `UNKNOWN` findings are not counted; a severity imagegate does not know fails.
 fn severity(predicate: &Value, min: Severity) -> Result<(), String> {
-    let Some(result) = predicate.pointer("/scanner/result").filter(|r| r.is_object()) else {
+    let Some(result) = predicate
+        .pointer("/scanner/result")
+        .filter(|r| r.is_object())
+    else {
         return Err(
             "the scan has no scanner.result report (as `trivy --format cosign-vuln` writes it), so its findings are unknown".into(),
         );
@@ -336,10 +344,7 @@ fn severity(predicate: &Value, min: Severity) -> Result<(), String> {
 
 /// Registry-supplied text in a message: bounded, no control characters.
 fn clip(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(120)
-        .collect()
+    s.chars().filter(|c| !c.is_control()).take(120).collect()
 }
 
 /// `9 days`, `5 hours`, `12 minutes`.
@@ -526,21 +531,44 @@ spec:
             )
         };
         // (threshold, authorities, materials, expected message fragments; empty: allowed)
-        type Case = (u32, Vec<(&'static str, AuthorityFacts)>, usize, Vec<&'static str>);
+        type Case = (
+            u32,
+            Vec<(&'static str, AuthorityFacts)>,
+            usize,
+            Vec<&'static str>,
+        );
         let table: Vec<Case> = vec![
             (1, vec![("release", ok()), ("ci", good_ci())], 3, vec![]),
             (2, vec![("release", ok()), ("ci", good_ci())], 3, vec![]),
             (
                 3,
-                vec![("release", ok()), ("ci", good_ci()), ("security", wrong_key())],
+                vec![
+                    ("release", ok()),
+                    ("ci", good_ci()),
+                    ("security", wrong_key()),
+                ],
                 3,
-                vec!["signatures: signature threshold 3 of 3 not met: verified release, ci; not verified: security (signed by another key)"],
+                vec![
+                    "signatures: signature threshold 3 of 3 not met: verified release, ci; not verified: security (signed by another key)",
+                ],
             ),
             (
                 2,
-                vec![("release", identity()), ("ci", AuthorityFacts { signature_verified: false, ..good_ci() }), ("security", wrong_key())],
+                vec![
+                    ("release", identity()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            signature_verified: false,
+                            ..good_ci()
+                        },
+                    ),
+                    ("security", wrong_key()),
+                ],
                 3,
-                vec!["threshold 2 of 3 not met: verified none; not verified: release (identity mismatch: got X, expected Y), ci (no signature of it was found), security (signed by another key)"],
+                vec![
+                    "threshold 2 of 3 not met: verified none; not verified: release (identity mismatch: got X, expected Y), ci (no signature of it was found), security (signed by another key)",
+                ],
             ),
             (
                 1,
@@ -555,56 +583,189 @@ spec:
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-12-30T00:00:00Z", &[("CVE-2024-1234", "CRITICAL"), ("CVE-2024-9", "HIGH"), ("CVE-1", "UNKNOWN")]), good_ci().statements[1].clone()], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                scan(
+                                    "2025-12-30T00:00:00Z",
+                                    &[
+                                        ("CVE-2024-1234", "CRITICAL"),
+                                        ("CVE-2024-9", "HIGH"),
+                                        ("CVE-1", "UNKNOWN"),
+                                    ],
+                                ),
+                                good_ci().statements[1].clone(),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
-                vec!["attestations: attestation scan (https://cosign.sigstore.dev/attestation/vuln/v1): CVE-2024-1234 at CRITICAL, at or above HIGH (and 1 more at or above HIGH)"],
+                vec![
+                    "attestations: attestation scan (https://cosign.sigstore.dev/attestation/vuln/v1): CVE-2024-1234 at CRITICAL, at or above HIGH (and 1 more at or above HIGH)",
+                ],
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-12-23T00:00:00Z", &[]), good_ci().statements[1].clone()], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                scan("2025-12-23T00:00:00Z", &[]),
+                                good_ci().statements[1].clone(),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
                 vec!["scan finished 9 days ago (2025-12-23T00:00:00Z), older than 168h"],
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("yesterday", &[]), good_ci().statements[1].clone()], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                scan("yesterday", &[]),
+                                good_ci().statements[1].clone(),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
                 vec!["is not an RFC 3339 time"],
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-12-31T00:00:00Z", &[("CVE-X", "SEVERE")]), good_ci().statements[1].clone()], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                scan("2025-12-31T00:00:00Z", &[("CVE-X", "SEVERE")]),
+                                good_ci().statements[1].clone(),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
                 vec!["CVE-X has severity \"SEVERE\", which imagegate does not know"],
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![good_ci().statements[0].clone(), provenance("https://evil.example/builder", "https://github.com/acme/app")], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                good_ci().statements[0].clone(),
+                                provenance(
+                                    "https://evil.example/builder",
+                                    "https://github.com/acme/app",
+                                ),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
-                vec!["builder id \"https://evil.example/builder\" does not match ^https://github\\.com/slsa-framework/"],
+                vec![
+                    "builder id \"https://evil.example/builder\" does not match ^https://github\\.com/slsa-framework/",
+                ],
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![good_ci().statements[0].clone(), provenance("https://github.com/slsa-framework/x", "https://github.com/evil/app")], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                good_ci().statements[0].clone(),
+                                provenance(
+                                    "https://github.com/slsa-framework/x",
+                                    "https://github.com/evil/app",
+                                ),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
                 vec!["source repository \"https://github.com/evil/app\" does not match"],
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![statement("https://spdx.dev/Document", json!({})), good_ci().statements[1].clone()], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                statement("https://spdx.dev/Document", json!({})),
+                                good_ci().statements[1].clone(),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
-                vec!["attestation scan: no verified https://cosign.sigstore.dev/attestation/vuln/v1 attestation signed by authority ci for sha256:e3b0c442", "(it verified only: https://slsa.dev/provenance/v1, https://spdx.dev/Document)"],
+                vec![
+                    "attestation scan: no verified https://cosign.sigstore.dev/attestation/vuln/v1 attestation signed by authority ci for sha256:e3b0c442",
+                    "(it verified only: https://slsa.dev/provenance/v1, https://spdx.dev/Document)",
+                ],
             ),
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![Statement { predicate_type: VULN.into(), predicate: None, predicate_bytes: 9 << 20 }, good_ci().statements[1].clone()], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                Statement {
+                                    predicate_type: VULN.into(),
+                                    predicate: None,
+                                    predicate_bytes: 9 << 20,
+                                },
+                                good_ci().statements[1].clone(),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
                 vec!["its predicate is 9437184 bytes, over the size imagegate reads"],
             ),
             // Two scans: one passing is enough.
             (
                 1,
-                vec![("release", ok()), ("ci", AuthorityFacts { statements: vec![scan("2025-01-01T00:00:00Z", &[]), scan("2025-12-31T00:00:00Z", &[]), good_ci().statements[1].clone()], ..good_ci() })],
+                vec![
+                    ("release", ok()),
+                    (
+                        "ci",
+                        AuthorityFacts {
+                            statements: vec![
+                                scan("2025-01-01T00:00:00Z", &[]),
+                                scan("2025-12-31T00:00:00Z", &[]),
+                                good_ci().statements[1].clone(),
+                            ],
+                            ..good_ci()
+                        },
+                    ),
+                ],
                 3,
                 vec![],
             ),
@@ -664,18 +825,28 @@ spec:
         let set = policies("Enforce", 1, true);
         let id = set.policies[0].signatures.as_ref().unwrap().verifier.id;
         let mut f = facts(&set, &[], 0);
-        f.signatures.get_mut(&(IMAGE.to_string(), id)).unwrap().unavailable = Some(
-            "could not fetch the signatures of harbor.example.com/acme/app:v1 within the deadline".into(),
+        f.signatures
+            .get_mut(&(IMAGE.to_string(), id))
+            .unwrap()
+            .unavailable = Some(
+            "could not fetch the signatures of harbor.example.com/acme/app:v1 within the deadline"
+                .into(),
         );
         let d = decide(&set, &pod(IMAGE), &f);
         assert_eq!(
             messages(&d),
-            ["signatures: could not fetch the signatures of harbor.example.com/acme/app:v1 within the deadline"]
+            [
+                "signatures: could not fetch the signatures of harbor.example.com/acme/app:v1 within the deadline"
+            ]
         );
         // No signature facts at all for a looked-up image: denied, not skipped.
         let mut f = facts(&set, &[], 0);
         f.signatures.clear();
         let d = decide(&set, &pod(IMAGE), &f);
-        assert!(messages(&d)[0].contains("were not checked"), "{:?}", messages(&d));
+        assert!(
+            messages(&d)[0].contains("were not checked"),
+            "{:?}",
+            messages(&d)
+        );
     }
 }

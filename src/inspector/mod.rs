@@ -468,11 +468,8 @@ impl Inspector {
         let resolved = match resolved {
             Ok(r) => r,
             Err(refused) => {
-                let failure = messages::failure(
-                    &image,
-                    &refused.error,
-                    &credentials.context(&refused.tried),
-                );
+                let failure =
+                    messages::failure(&image, &refused.error, &credentials.context(&refused.tried));
                 return (ImageFacts::Failed(failure), None);
             }
         };

@@ -27,7 +27,9 @@ use serde::Deserialize;
 
 use super::Inspector;
 use crate::credentials::Credential;
-use crate::engine::{AuthorityFacts, SignatureFacts, SignatureFailure, SignatureFailureKind, Statement};
+use crate::engine::{
+    AuthorityFacts, SignatureFacts, SignatureFailure, SignatureFailureKind, Statement,
+};
 use crate::policy::signatures::Verifier;
 use crate::reference::ImageRef;
 use crate::registry::manifest::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
@@ -141,7 +143,9 @@ impl Inspector {
                     facts.authorities.insert(name, a);
                 }
             }
-            Ok(Err(e)) => facts.unavailable = Some(format!("its signatures cannot be verified: {e}")),
+            Ok(Err(e)) => {
+                facts.unavailable = Some(format!("its signatures cannot be verified: {e}"))
+            }
             Err(e) => {
                 facts.unavailable = Some(format!(
                     "its signatures could not be verified: the verifier failed ({e})"
@@ -152,7 +156,12 @@ impl Inspector {
     }
 
     /// Fetches every piece of material in every location, concurrently.
-    async fn fetch(&self, image: &ImageRef, digest: &str, credential: Option<&Credential>) -> Found {
+    async fn fetch(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        credential: Option<&Credential>,
+    ) -> Found {
         let repo = Repository::of(image);
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         let tag = format!("sha256-{hex}");
@@ -259,7 +268,12 @@ impl Inspector {
         let what = format!("referrer {short}");
         let m = self
             .registry
-            .get_manifest(repo, &d.digest, &[OCI_MANIFEST, DOCKER_MANIFEST], credential)
+            .get_manifest(
+                repo,
+                &d.digest,
+                &[OCI_MANIFEST, DOCKER_MANIFEST],
+                credential,
+            )
             .await
             .map_err(|e| describe(&what, &e))?;
         let layers: Layers =
@@ -386,10 +400,12 @@ fn authority_facts(report: &Report, authority: &str) -> AuthorityFacts {
         .collect();
     AuthorityFacts {
         signature_verified: report.signature_verified(authority),
-        failure: report.best_failure(authority).map(|(_, f)| SignatureFailure {
-            kind: failure_kind(f.kind),
-            message: f.message.clone(),
-        }),
+        failure: report
+            .best_failure(authority)
+            .map(|(_, f)| SignatureFailure {
+                kind: failure_kind(f.kind),
+                message: f.message.clone(),
+            }),
         statements,
     }
 }
@@ -397,9 +413,12 @@ fn authority_facts(report: &Report, authority: &str) -> AuthorityFacts {
 fn failure_kind(kind: signature::FailureKind) -> SignatureFailureKind {
     use signature::FailureKind as F;
     match kind {
-        F::Malformed | F::TooLarge | F::Unsupported | F::Internal | F::KindMismatch | F::NoTrustRoot => {
-            SignatureFailureKind::Malformed
-        }
+        F::Malformed
+        | F::TooLarge
+        | F::Unsupported
+        | F::Internal
+        | F::KindMismatch
+        | F::NoTrustRoot => SignatureFailureKind::Malformed,
         F::NotSupported => SignatureFailureKind::NotSupported,
         F::WrongKey | F::BadSignature => SignatureFailureKind::WrongKey,
         F::Tampered => SignatureFailureKind::Tampered,
@@ -443,7 +462,11 @@ pub(super) fn weight(key: &SignatureKey, facts: &SignatureFacts) -> usize {
                 + a.failure.as_ref().map_or(0, |f| f.message.len())
                 + a.statements
                     .iter()
-                    .map(|s| s.predicate_type.len() + s.predicate.as_ref().map_or(0, |_| s.predicate_bytes * 2) + 64)
+                    .map(|s| {
+                        s.predicate_type.len()
+                            + s.predicate.as_ref().map_or(0, |_| s.predicate_bytes * 2)
+                            + 64
+                    })
                     .sum::<usize>()
                 + 64
         })

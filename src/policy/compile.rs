@@ -7,10 +7,10 @@ use globset::GlobMatcher;
 use regex::Regex;
 use serde_saphyr::Spanned;
 
+use super::signatures::SignaturePolicy;
 use super::spec::{
     self, ArchMismatchAction, Mode, PolicyDocument, RegistryErrorAction, RequirePullSecret,
 };
-use super::signatures::SignaturePolicy;
 use super::{PolicyError, PolicyErrors, PolicySource};
 use crate::admission::KINDS;
 use crate::matching::{ImagePattern, NameSet, PatternKind, PatternSet};

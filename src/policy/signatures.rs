@@ -350,7 +350,9 @@ impl Compiler<'_> {
     /// A file named in the policy, relative to the policy file, read bounded.
     fn read(&mut self, at: &Spanned<String>, field: &str, what: &str) -> Option<Vec<u8>> {
         let path = self.resolve(&at.value);
-        let limit = signature::Limits::default().max_annotation_bytes.max(1 << 20) as u64;
+        let limit = signature::Limits::default()
+            .max_annotation_bytes
+            .max(1 << 20) as u64;
         let read = std::fs::File::open(&path).and_then(|f| {
             use std::io::Read;
             let mut bytes = Vec::new();
@@ -406,7 +408,11 @@ impl Compiler<'_> {
                     &format!("{field}.allowedRepositories[{i}]"),
                     "a repository takes no digest",
                 ),
-                Err(e) => self.error(r, &format!("{field}.allowedRepositories[{i}]"), e.to_string()),
+                Err(e) => self.error(
+                    r,
+                    &format!("{field}.allowedRepositories[{i}]"),
+                    e.to_string(),
+                ),
             }
         }
         mirrors.sort();
@@ -458,7 +464,11 @@ impl Compiler<'_> {
                         return None;
                     }
                 };
-                let at = key.path.as_ref().or(key.inline.as_ref()).expect("one is set");
+                let at = key
+                    .path
+                    .as_ref()
+                    .or(key.inline.as_ref())
+                    .expect("one is set");
                 let key = match signature::PublicKey::from_pem(&pem) {
                     Ok(k) => k,
                     Err(e) => {
@@ -658,7 +668,8 @@ mod tests {
     use crate::policy::{PolicyErrors, PolicySet, load_sources};
     use crate::signature::testing::{Fulcio, KeyKind, TestKey};
 
-    const HEAD: &str = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n";
+    const HEAD: &str =
+        "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: p\nspec:\n";
 
     fn compile_in(dir: &Path, spec: &str) -> Result<PolicySet, PolicyErrors> {
         let file = dir.join("p.yaml");
@@ -684,26 +695,41 @@ mod tests {
         assert_eq!(sig.threshold, 2);
         let names: Vec<_> = sig.authorities.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["release", "ci"]);
-        assert!(sig.authorities[0].description.contains("P-256"), "{:?}", sig.authorities[0]);
+        assert!(
+            sig.authorities[0].description.contains("P-256"),
+            "{:?}",
+            sig.authorities[0]
+        );
         assert_eq!(sig.attestations[0].minimum_severity, Some(Severity::High));
-        assert_eq!(sig.attestations[0].max_age.as_ref().unwrap().0.as_secs(), 7 * 86_400);
+        assert_eq!(
+            sig.attestations[0].max_age.as_ref().unwrap().0.as_secs(),
+            7 * 86_400
+        );
         // Two groups: the mirror applies to ci only.
         assert_eq!(sig.verifier.groups.len(), 2);
         // The same authorities give the same id (a reload keeps the cache); another
         // key gives another.
         let again = compile_in(dir.path(), spec).unwrap();
-        assert_eq!(again.policies[0].signatures.as_ref().unwrap().verifier.id, sig.verifier.id);
+        assert_eq!(
+            again.policies[0].signatures.as_ref().unwrap().verifier.id,
+            sig.verifier.id
+        );
         let other = TestKey::generate(KeyKind::EcdsaP256);
         std::fs::write(dir.path().join("keys/release.pub"), other.public_pem()).unwrap();
         let rotated = compile_in(dir.path(), spec).unwrap();
-        assert_ne!(rotated.policies[0].signatures.as_ref().unwrap().verifier.id, sig.verifier.id);
+        assert_ne!(
+            rotated.policies[0].signatures.as_ref().unwrap().verifier.id,
+            sig.verifier.id
+        );
     }
 
     /// (spec, expected errors as (line, field, message fragment))
     #[test]
     fn signature_errors_have_file_line_and_field() {
         let dir = tempfile::tempdir().unwrap();
-        let pem = TestKey::generate(KeyKind::Ed25519).public_pem().replace('\n', "\\n");
+        let pem = TestKey::generate(KeyKind::Ed25519)
+            .public_pem()
+            .replace('\n', "\\n");
         type Case<'a> = (String, Vec<(u64, &'a str, &'a str)>);
         let table: Vec<Case> = vec![
             (
@@ -791,11 +817,7 @@ mod tests {
             ("99999999999999999999h", None),
         ];
         for (text, want) in table {
-            assert_eq!(
-                parse_duration(text).map(|d| d.as_secs()),
-                want,
-                "{text}"
-            );
+            assert_eq!(parse_duration(text).map(|d| d.as_secs()), want, "{text}");
         }
     }
 
