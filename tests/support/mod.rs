@@ -5,6 +5,7 @@
 //! - [`referrers`]: a thin server answering the OCI referrers API in front of the
 //!   registry (which lacks it) and proxying the rest;
 //! - [`token`]: a Docker token server (ES256 JWTs) for the registry's token auth;
+//! - [`cosign`]: signature material pushed next to images as cosign does;
 //! - [`images`]: real images (OCI or Docker media types, single or multi-platform,
 //!   with buildx-like attestations) pushed with oci-client;
 //! - [`signer`]: the test signer of `src/signature/testing.rs` (keys, a Fulcio CA
@@ -12,6 +13,7 @@
 //!   unit tests use, for signatures pushed next to images.
 #![allow(dead_code)]
 
+pub mod cosign;
 pub mod images;
 pub mod kube;
 pub mod referrers;
