@@ -58,7 +58,22 @@ impl Keyless {
         validity: Validity,
         logged: bool,
     ) -> LayerParts {
-        let mut spec = LeafSpec::new(san, ISSUER);
+        self.sig_issued(ISSUER, san, reference, digest, rekor, validity, logged)
+    }
+
+    /// Like [`Keyless::sig`], with the certificate's OIDC issuer.
+    #[allow(clippy::too_many_arguments)]
+    fn sig_issued(
+        &self,
+        issuer: &str,
+        san: &str,
+        reference: &str,
+        digest: &str,
+        rekor: &Rekor,
+        validity: Validity,
+        logged: bool,
+    ) -> LayerParts {
+        let mut spec = LeafSpec::new(san, issuer);
         spec.validity = validity;
         let leaf = self.fulcio.issue(&spec, Some(&self.ct));
         let payload = signer::simple_signing(reference, digest, &[]);
@@ -468,6 +483,23 @@ async fn keyless_signatures_and_scans_through_sig_and_att() {
     )
     .await;
 
+    let wrong_issuer = push_unique(&registry, "ci/issuer:v1").await;
+    push_layers(
+        &registry,
+        "ci/issuer",
+        &format!("{}.sig", tag_of(&wrong_issuer)),
+        &[world.sig_issued(
+            "https://accounts.evil.example",
+            SAN,
+            &name("ci/issuer"),
+            &wrong_issuer,
+            &world.rekor,
+            Validity::march_2024(),
+            true,
+        )],
+    )
+    .await;
+
     let expired = push_unique(&registry, "ci/expired:v1").await;
     push_layers(
         &registry,
@@ -613,6 +645,7 @@ async fn keyless_signatures_and_scans_through_sig_and_att() {
     assert!(allowed, "{msg}");
     let table: Vec<(&str, &[&str])> = vec![
         ("ci/subject", &["identity", "https://github.com/evil/app"]),
+        ("ci/issuer", &["https://accounts.evil.example"]),
         ("ci/expired", &["expired"]),
         ("ci/otherlog", &["not signed by authority ci"]),
         ("ci/body", &["not signed by authority ci"]),
