@@ -39,6 +39,21 @@ pub struct ContainerImage {
     pub image: String,
     /// JSON pointer to the `image` field in the admitted object (for patches).
     pub pointer: String,
+    /// `imagePullPolicy: Never`: the kubelet never pulls the image, it must already
+    /// be on the node, so no registry is asked about it.
+    pub never_pulled: bool,
+}
+
+impl ContainerImage {
+    /// How messages name it: `container "app" image "nginx:1.25"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} \"{}\" image \"{}\"",
+            self.kind.noun(),
+            self.name,
+            self.image
+        )
+    }
 }
 
 /// A Pod, or a workload's pod template, as the engine sees it.
@@ -54,6 +69,9 @@ pub struct Workload {
     pub containers: Vec<ContainerImage>,
     /// The whole pod spec, typed, for the rules that need more than images.
     pub pod_spec: PodSpec,
+    /// The pod spec's `affinity` as the request carried it, so that a patch adds to
+    /// it without dropping fields the typed spec does not know.
+    pub raw_affinity: Option<Value>,
     /// What the request may change in the pod spec besides images.
     pub change: SpecChange,
 }
@@ -161,26 +179,47 @@ impl Workload {
                 reason: malformed_reason(pointer, &e),
             })?;
         let mut containers = Vec::new();
-        let mut push = |kind: ContainerKind, i: usize, name: &str, image: Option<&String>| {
+        let mut push = |kind: ContainerKind,
+                        i: usize,
+                        name: &str,
+                        image: Option<&String>,
+                        policy: Option<&String>| {
             containers.push(ContainerImage {
                 kind,
                 name: name.to_string(),
                 image: image.cloned().unwrap_or_default(),
                 pointer: format!("{pointer}/{}/{i}/image", kind.field()),
+                never_pulled: policy.is_some_and(|p| p == "Never"),
             });
         };
         for (i, c) in pod_spec.init_containers.iter().flatten().enumerate() {
-            push(ContainerKind::InitContainer, i, &c.name, c.image.as_ref());
+            let policy = c.image_pull_policy.as_ref();
+            push(
+                ContainerKind::InitContainer,
+                i,
+                &c.name,
+                c.image.as_ref(),
+                policy,
+            );
         }
         for (i, c) in pod_spec.containers.iter().enumerate() {
-            push(ContainerKind::Container, i, &c.name, c.image.as_ref());
+            let policy = c.image_pull_policy.as_ref();
+            push(
+                ContainerKind::Container,
+                i,
+                &c.name,
+                c.image.as_ref(),
+                policy,
+            );
         }
         for (i, c) in pod_spec.ephemeral_containers.iter().flatten().enumerate() {
+            let policy = c.image_pull_policy.as_ref();
             push(
                 ContainerKind::EphemeralContainer,
                 i,
                 &c.name,
                 c.image.as_ref(),
+                policy,
             );
         }
         let name = object
@@ -202,18 +241,23 @@ impl Workload {
             pod_spec_pointer: pointer,
             containers,
             pod_spec,
+            raw_affinity: spec_value.get("affinity").cloned(),
             change: SpecChange::Any,
         }))
     }
 
     /// Keeps only the containers whose image is new or changed since `old`: an UPDATE
     /// that scales a Deployment or edits a label is not re-judged on images that were
-    /// admitted before.
+    /// admitted before. An image that was `imagePullPolicy: Never` and is now pulled
+    /// counts as changed: it was never looked up.
     pub fn retain_changed(&mut self, old: &Workload) {
         self.containers.retain(|c| {
-            !old.containers
-                .iter()
-                .any(|o| o.kind == c.kind && o.name == c.name && o.image == c.image)
+            !old.containers.iter().any(|o| {
+                o.kind == c.kind
+                    && o.name == c.name
+                    && o.image == c.image
+                    && (c.never_pulled || !o.never_pulled)
+            })
         });
     }
 
@@ -407,9 +451,40 @@ mod tests {
         w.retain_changed(&old);
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["app", "debug"]);
+        assert_eq!(
+            w.change,
+            SpecChange::Any,
+            "set by the review, not the object"
+        );
         w.retain_ephemeral();
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["debug"]);
+    }
+
+    #[test]
+    fn pull_policy_never_and_raw_affinity_are_kept() {
+        let spec = |policy: &str| {
+            json!({"spec": {"affinity": {"nodeAffinity": {}, "futureField": {"x": 1}},
+                "containers": [{"name": "app", "image": "nginx:1.25", "imagePullPolicy": policy}]}})
+        };
+        let read = |v: &Value| Workload::from_object("", "Pod", "ns", v).unwrap().unwrap();
+        let never = read(&spec("Never"));
+        assert!(never.containers[0].never_pulled);
+        assert_eq!(
+            never.raw_affinity,
+            Some(json!({"nodeAffinity": {}, "futureField": {"x": 1}})),
+            "fields the typed spec drops are kept"
+        );
+        for policy in ["Always", "IfNotPresent", "never"] {
+            assert!(!read(&spec(policy)).containers[0].never_pulled, "{policy}");
+        }
+        // Never -> pulled is a change; pulled -> Never is not.
+        let mut now_pulled = read(&spec("IfNotPresent"));
+        now_pulled.retain_changed(&never);
+        assert_eq!(now_pulled.containers.len(), 1);
+        let mut now_never = read(&spec("Never"));
+        now_never.retain_changed(&read(&spec("Always")));
+        assert!(now_never.containers.is_empty());
     }
 
     #[test]

@@ -116,8 +116,10 @@ pub struct PolicySpec {
     #[serde(default)]
     pub architectures: Option<ArchitectureRules>,
     /// What to do when the registry cannot be asked in time (timeout, connection
-    /// refused, DNS, TLS, 429, 5xx). A missing image or refused credentials always
-    /// deny: the pull would fail for certain.
+    /// refused, DNS, TLS, 429, 5xx, a Kubernetes API read that used up the
+    /// deadline). A missing image or refused credentials deny: the pull would fail
+    /// for certain, except on registries the webhook configuration lists in
+    /// `nodeCredentials` or `mirrors`, where the node may see more than imagegate.
     #[serde(default)]
     pub on_registry_error: RegistryErrorAction,
     /// The pull secret each registry needs (`registry` a host with an optional port,
@@ -385,15 +387,17 @@ pub enum RegistryErrorAction {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArchitectureRules {
     /// Architectures (`amd64`, `arm64`, ...) to require when they cannot be derived
-    /// from where the pod may run: the pod's nodeSelector `kubernetes.io/arch`, else
-    /// its required node affinity on that label, else the cluster's Nodes.
+    /// from where the pod may run: the cluster's Nodes it can land on (selector,
+    /// affinity, taints and tolerations, cordons, OS), else its own nodeSelector or
+    /// required node affinity on `kubernetes.io/arch`. In the pod's OS.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub require: Vec<Spanned<String>>,
     /// `Deny` (default) refuses an image that lacks an architecture; `AddNodeAffinity`
     /// mutates the pod instead, adding a required node affinity on
-    /// `kubernetes.io/arch` for the architectures its images have (only where the
-    /// architectures came from the cluster or the policy, not from the pod itself).
+    /// `kubernetes.io/arch` (and `kubernetes.io/os` when it matters) for the
+    /// platforms its images have (only where the pod does not constrain its
+    /// architecture itself, and never on a Pod UPDATE, where affinity is immutable).
     #[serde(default)]
     pub on_mismatch: ArchMismatchAction,
 }
