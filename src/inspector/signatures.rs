@@ -13,7 +13,8 @@
 //!   verifies if any signature anywhere satisfies the authority.
 //!
 //! A failure on one location is recorded and never hides material found on
-//! another. Bounds: at most [`MAX_REFERRERS`] referrers, [`signature::Limits`]'s
+//! another. Bounds: at most [`MAX_REFERRERS`] referrers and
+//! [`MAX_BUNDLES_PER_REFERRER`] bundle layers in each, [`signature::Limits`]'s
 //! material count and size per layer, [`MAX_MATERIAL_BYTES`] per image in all.
 //! Results are cached per (repository, digest, authority-set id): the repository
 //! matters because the `docker-reference` rule differs between repositories that
@@ -40,6 +41,8 @@ use crate::signature::{
 
 /// Referrers read per image (the first page of the referrers API or the index).
 pub const MAX_REFERRERS: usize = 32;
+/// Bundle layers read per referrer manifest.
+pub const MAX_BUNDLES_PER_REFERRER: usize = 4;
 /// Bytes of signature material fetched per image, in all.
 pub const MAX_MATERIAL_BYTES: usize = 32 << 20;
 
@@ -279,10 +282,14 @@ impl Inspector {
         let layers: Layers =
             serde_json::from_slice(&m.bytes).map_err(|e| format!("{what}: {e}"))?;
         let mut out = Vec::new();
-        for (i, layer) in layers.layers.iter().enumerate() {
-            if !signature::is_bundle_media_type(&layer.media_type) {
-                continue;
-            }
+        let bundles = layers
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| signature::is_bundle_media_type(&l.media_type));
+        // cosign writes one bundle per referrer; a few more are read, never
+        // thousands of (possibly empty) layers.
+        for (i, layer) in bundles.take(MAX_BUNDLES_PER_REFERRER) {
             let bytes = self.blob(repo, layer, credential, budget, &what).await?;
             out.push(Material::Bundle(BundleLayer {
                 origin: format!("{what} layer {i}"),
