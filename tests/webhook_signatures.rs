@@ -776,6 +776,17 @@ async fn eight_containers_and_fifty_pods_cost_one_signature_fetch_and_audit_warn
         "one signature layer, fetched once"
     );
 
+    // 51 admissions: one miss, the rest hits (cached, or joined the fetch in flight).
+    let metrics = ig.metrics().await;
+    assert!(
+        metrics.contains("imagegate_cache_requests_total{fact=\"signatures\",result=\"miss\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("imagegate_cache_requests_total{fact=\"signatures\",result=\"hit\"} 50"),
+        "{metrics}"
+    );
+
     // Audit: the unsigned image is admitted with the would-be denial as a warning.
     let pod = object(
         "Pod",

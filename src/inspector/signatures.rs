@@ -80,8 +80,10 @@ impl Inspector {
         verifier: &Arc<Verifier>,
     ) -> Arc<SignatureFacts> {
         let key: SignatureKey = (image.name().to_string(), digest.to_string(), verifier.id);
-        self.signatures
-            .get_with(key, async {
+        let entry = self
+            .signatures
+            .entry(key)
+            .or_insert_with(async {
                 let work = self.fetch_and_verify(image, digest, credential, verifier);
                 match crate::unwind::catch(work).await {
                     Ok(facts) => Arc::new(facts),
@@ -98,7 +100,10 @@ impl Inspector {
                     }
                 }
             })
-            .await
+            .await;
+        self.telemetry
+            .cache(crate::telemetry::Fact::Signatures, !entry.is_fresh());
+        entry.into_value()
     }
 
     async fn fetch_and_verify(
