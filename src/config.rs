@@ -39,6 +39,14 @@ pub struct WebhookConfig {
     /// Seconds a failed lookup is remembered. Default 10.
     #[serde(default)]
     pub failure_ttl_seconds: Option<f64>,
+    /// Seconds verified signatures of a digest are trusted before they are fetched
+    /// and verified again. Default 300.
+    #[serde(default)]
+    pub signature_ttl_seconds: Option<f64>,
+    /// Seconds a signature lookup that verified nothing, or failed, is remembered.
+    /// Default 30.
+    #[serde(default)]
+    pub signature_failure_ttl_seconds: Option<f64>,
     /// Seconds Kubernetes reads (Secrets, ServiceAccounts) are reused; Nodes twice
     /// as long. Default 30.
     #[serde(default)]
@@ -230,6 +238,8 @@ impl WebhookConfig {
                 docker_config: self.docker_config,
                 node_credentials,
                 mirrors,
+                signature_ttl: secs(self.signature_ttl_seconds, 300.0),
+                signature_failure_ttl: secs(self.signature_failure_ttl_seconds, 30.0),
             },
             deadline: secs(self.deadline_seconds, 8.0),
             kubernetes_cache: secs(self.kubernetes_cache_seconds, 30.0),

@@ -39,6 +39,8 @@ pub enum Fact {
     ServiceAccount,
     /// The cluster's Nodes.
     Nodes,
+    /// The verified signatures of a digest, per repository and authority set.
+    Signatures,
 }
 
 impl Fact {
@@ -49,6 +51,7 @@ impl Fact {
             Fact::Secret => "secret",
             Fact::ServiceAccount => "serviceaccount",
             Fact::Nodes => "nodes",
+            Fact::Signatures => "signatures",
         }
     }
 }

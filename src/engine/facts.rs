@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Version, governs};
 use crate::admission::Workload;
 use crate::platform::{Node, Platform};
+use crate::policy::signatures::Verifier;
 use crate::policy::{Mode, PolicySet};
 use crate::reference::ImageRef;
 
@@ -20,6 +21,97 @@ pub struct Facts {
     pub nodes: Option<ClusterNodes>,
     /// The pull secrets the policies name, and the ServiceAccount's.
     pub pull_secrets: PullSecretFacts,
+    /// Signature facts, by image (as written) and authority-set id
+    /// ([`crate::policy::signatures::Verifier::id`]). Empty offline.
+    pub signatures: HashMap<(String, u64), SignatureFacts>,
+    /// The time the facts were gathered (Unix seconds), for `maxAge`.
+    pub now: Option<i64>,
+}
+
+/// What the inspector found about the signatures of one image digest for one set of
+/// authorities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignatureFacts {
+    /// The digest verified against (never a tag).
+    pub digest: String,
+    /// Where the inspector looked, in order (`referrers API`, `sha256-<hex>`,
+    /// `sha256-<hex>.sig`, `sha256-<hex>.att`).
+    pub looked_in: Vec<String>,
+    /// How many pieces of signature material were found and verified.
+    pub materials: usize,
+    /// Lookups that failed on the way (a registry error on one location); material
+    /// may hide behind them.
+    pub errors: Vec<String>,
+    /// Why nothing could be verified at all (the deadline passed, ...).
+    pub unavailable: Option<String>,
+    /// By authority name.
+    pub authorities: BTreeMap<String, AuthorityFacts>,
+}
+
+/// What one authority verified on one image.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthorityFacts {
+    /// Whether it verified at least one signature (not only attestations).
+    pub signature_verified: bool,
+    /// The failure that says most, when some material did not verify.
+    pub failure: Option<SignatureFailure>,
+    /// The attestations it verified.
+    pub statements: Vec<Statement>,
+}
+
+/// Why material did not verify, as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureFailure {
+    pub kind: SignatureFailureKind,
+    /// What failed, for the application team.
+    pub message: String,
+}
+
+/// The class of a signature failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFailureKind {
+    /// Unreadable, too large or an unsupported format.
+    Malformed,
+    /// Signed by another key, or the signature does not verify.
+    WrongKey,
+    /// The content was changed after signing.
+    Tampered,
+    /// The certificate's subject or issuer is not the authority's.
+    IdentityMismatch,
+    /// The certificate does not chain, has expired, or its time is not proven.
+    Certificate,
+    /// The transparency log entry or timestamp is missing, untrusted or does not
+    /// match.
+    Log,
+    /// The signature is for another digest, repository or annotations.
+    Mismatch,
+    /// Something imagegate does not verify (README: "Not supported").
+    NotSupported,
+}
+
+impl SignatureFailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFailureKind::Malformed => "malformed",
+            SignatureFailureKind::WrongKey => "wrong-key",
+            SignatureFailureKind::Tampered => "tampered",
+            SignatureFailureKind::IdentityMismatch => "identity-mismatch",
+            SignatureFailureKind::Certificate => "certificate",
+            SignatureFailureKind::Log => "log",
+            SignatureFailureKind::Mismatch => "mismatch",
+            SignatureFailureKind::NotSupported => "not-supported",
+        }
+    }
+}
+
+/// A verified in-toto statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub predicate_type: String,
+    /// The predicate; `None` when it was over the verifier's size limit.
+    pub predicate: Option<std::sync::Arc<serde_json::Value>>,
+    /// Its size as signed.
+    pub predicate_bytes: usize,
 }
 
 /// What the Kubernetes API said about the cluster's Nodes.
@@ -167,6 +259,9 @@ pub struct Needs {
     /// Pull secrets imagegate adds to the pod (now, or to its Pods when they are
     /// created), in order: the node will pull with them, so the lookups use them too.
     pub injected_pull_secrets: Vec<String>,
+    /// Images (as written) whose signatures must be verified, by authority set: the
+    /// compiled authorities to verify with.
+    pub signatures: BTreeMap<(String, u64), Arc<Verifier>>,
 }
 
 impl Needs {
@@ -176,6 +271,7 @@ impl Needs {
             && self.pull_secrets.is_empty()
             && !self.service_account
             && self.injected_pull_secrets.is_empty()
+            && self.signatures.is_empty()
     }
 }
 
@@ -211,6 +307,12 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
             let platforms = policy.architectures.is_some();
             let entry = needs.images.entry(container.image.clone()).or_insert(false);
             *entry |= platforms;
+            if let Some(sig) = &policy.signatures {
+                needs
+                    .signatures
+                    .entry((container.image.clone(), sig.verifier.id))
+                    .or_insert_with(|| sig.verifier.clone());
+            }
             needs.nodes |= platforms;
         }
     }

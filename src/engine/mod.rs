@@ -9,6 +9,7 @@ mod facts;
 mod pull_secrets;
 mod registry_rules;
 mod rules;
+mod signature_rules;
 
 use crate::admission::{ContainerImage, Workload};
 use crate::matching::{IfUnknown, Tag};
@@ -16,8 +17,9 @@ use crate::policy::{Mode, Policy, PolicySet};
 use crate::reference::ImageRef;
 
 pub use facts::{
-    ClusterNodes, Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, NodeView,
-    PullSecretFacts, SecretFacts, ServiceAccountSecrets, TagCheck, needs,
+    AuthorityFacts, ClusterNodes, Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts,
+    Needs, NodeView, PullSecretFacts, SecretFacts, ServiceAccountSecrets, SignatureFacts,
+    SignatureFailure, SignatureFailureKind, Statement, TagCheck, needs,
 };
 pub use pull_secrets::pull_secret_problem;
 pub use rules::Rule;
@@ -169,6 +171,7 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
                     &mut pinned,
                     &mut arch,
                 ));
+                found.extend(signature_rules::check(policy, &container.image, facts));
             }
             for (rule, message) in found {
                 let message = match &policy.message {

@@ -31,6 +31,7 @@
 //! never sees it (moka would make every waiter retry the panicking init).
 
 pub mod messages;
+mod signatures;
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -47,7 +48,7 @@ use crate::cluster::{Cluster, PullSecret};
 use crate::credentials::{Credential, DockerConfig, Keyring, RegistryPattern};
 use crate::engine::{
     ClusterNodes, Facts, ImageFacts, LookupFailure, Needs, NodeView, PullSecretFacts, SecretFacts,
-    ServiceAccountSecrets, TagCheck,
+    ServiceAccountSecrets, SignatureFacts, TagCheck,
 };
 use crate::reference::ImageRef;
 use crate::registry::{FailureKind, ManifestFacts, RegistryClient, RegistryError};
@@ -68,6 +69,11 @@ pub struct InspectorConfig {
     pub node_credentials: Vec<RegistryPattern>,
     /// Registries the nodes pull through a mirror.
     pub mirrors: Vec<RegistryPattern>,
+    /// How long verified signatures of a digest are trusted before they are
+    /// fetched again (a signature may be added or a key rotated).
+    pub signature_ttl: Duration,
+    /// How long a signature lookup that verified nothing, or failed, is remembered.
+    pub signature_failure_ttl: Duration,
 }
 
 impl Default for InspectorConfig {
@@ -79,6 +85,8 @@ impl Default for InspectorConfig {
             docker_config: None,
             node_credentials: Vec::new(),
             mirrors: Vec::new(),
+            signature_ttl: Duration::from_secs(300),
+            signature_failure_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -139,7 +147,29 @@ pub struct Inspector {
     docker_config: Option<Arc<DockerConfig>>,
     tags: Cache<TagKey, TagResult>,
     manifests: Cache<(String, String), Arc<ManifestFacts>>,
+    signatures: Cache<signatures::SignatureKey, Arc<SignatureFacts>>,
     telemetry: Telemetry,
+}
+
+/// Verified signatures live for the signature TTL, anything else briefly.
+struct SignatureExpiry {
+    ok: Duration,
+    failed: Duration,
+}
+
+impl Expiry<signatures::SignatureKey, Arc<SignatureFacts>> for SignatureExpiry {
+    fn expire_after_create(
+        &self,
+        _: &signatures::SignatureKey,
+        value: &Arc<SignatureFacts>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if signatures::is_lasting(value) {
+            self.ok
+        } else {
+            self.failed
+        })
+    }
 }
 
 /// The credentials for one workload, and what went wrong finding them.
@@ -238,6 +268,16 @@ impl Inspector {
                     weight(k.0.len() + k.1.len() + platforms + 64)
                 })
                 .build(),
+            signatures: Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &signatures::SignatureKey, v: &Arc<SignatureFacts>| {
+                    weight(signatures::weight(k, v))
+                })
+                .expire_after(SignatureExpiry {
+                    ok: config.signature_ttl,
+                    failed: config.signature_failure_ttl,
+                })
+                .build(),
             registry,
             cluster,
             config,
@@ -313,7 +353,7 @@ impl Inspector {
                         .keys()
                         .map(|written| {
                             let failure = messages::kubernetes_late(written, &reads, deadline);
-                            (written.clone(), ImageFacts::Failed(failure))
+                            (written.clone(), ImageFacts::Failed(failure), Vec::new())
                         })
                         .collect();
                 }
@@ -321,25 +361,70 @@ impl Inspector {
             let api_time = started.elapsed();
             let credentials = &credentials;
             join_all(needs.images.iter().map(|(written, platforms)| async move {
-                let facts = match tokio::time::timeout_at(
+                let (facts, credential) = match tokio::time::timeout_at(
                     until,
                     self.lookup(written, *platforms, credentials),
                 )
                 .await
                 {
-                    Ok(facts) => facts,
+                    Ok(found) => found,
                     Err(_) => {
                         self.telemetry.lookup("timeout", deadline.as_secs_f64());
-                        ImageFacts::Failed(messages::late(written, *platforms, deadline, api_time))
+                        let late = messages::late(written, *platforms, deadline, api_time);
+                        (ImageFacts::Failed(late), None)
                     }
                 };
-                (written.clone(), self.judged_by_node_view(written, facts))
+                // Signatures are verified against the digest just resolved, with the
+                // credential that resolved it (they live in the same repository).
+                let mut signatures = Vec::new();
+                if let (ImageFacts::Found { digest, .. }, Ok(image)) =
+                    (&facts, ImageRef::parse_cached(written))
+                {
+                    let wanted = needs
+                        .signatures
+                        .iter()
+                        .filter(|((w, _), _)| w == written)
+                        .map(|((_, id), verifier)| {
+                            let image = &image;
+                            let credential = sendable(credential.as_ref());
+                            async move {
+                                let found = tokio::time::timeout_at(
+                                    until,
+                                    self.signature_facts(image, digest, credential, verifier),
+                                )
+                                .await
+                                .map(|f| f.as_ref().clone())
+                                .unwrap_or_else(|_| SignatureFacts {
+                                    digest: digest.clone(),
+                                    unavailable: Some(format!(
+                                        "could not fetch the signatures of {written} ({digest}) within the admission deadline of {:.1} s; the registry is slow or unreachable",
+                                        deadline.as_secs_f64()
+                                    )),
+                                    ..SignatureFacts::default()
+                                });
+                                ((written.clone(), *id), found)
+                            }
+                        });
+                    signatures = join_all(wanted).await;
+                }
+                (
+                    written.clone(),
+                    self.judged_by_node_view(written, facts),
+                    signatures,
+                )
             }))
             .await
         };
         let (nodes, images, pull_secrets) = futures::join!(nodes, images, secrets);
         facts.nodes = nodes;
-        facts.images = images.into_iter().collect();
+        for (written, image, signatures) in images {
+            facts.images.insert(written, image);
+            facts.signatures.extend(signatures);
+        }
+        facts.now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
         facts.pull_secrets = pull_secrets;
         facts
     }
@@ -421,11 +506,12 @@ impl Inspector {
         written: &str,
         platforms: bool,
         credentials: &Credentials,
-    ) -> ImageFacts {
+    ) -> (ImageFacts, Option<Credential>) {
         let image = match ImageRef::parse_cached(written) {
             Ok(image) => image,
             Err(e) => {
-                return ImageFacts::Failed(LookupFailure::new(FailureKind::Other, e.to_string()));
+                let failure = LookupFailure::new(FailureKind::Other, e.to_string());
+                return (ImageFacts::Failed(failure), None);
             }
         };
         let candidates = credentials
@@ -477,19 +563,19 @@ impl Inspector {
         let resolved = match resolved {
             Ok(r) => r,
             Err(refused) => {
-                return ImageFacts::Failed(messages::failure(
-                    &image,
-                    &refused.error,
-                    &credentials.context(&refused.tried),
-                ));
+                let failure =
+                    messages::failure(&image, &refused.error, &credentials.context(&refused.tried));
+                return (ImageFacts::Failed(failure), None);
             }
         };
+        let credential = resolved.credential.clone();
         if !platforms {
-            return ImageFacts::Found {
+            let found = ImageFacts::Found {
                 digest: resolved.digest.clone(),
                 tag_check,
                 manifest: None,
             };
+            return (found, credential);
         }
         let key = (image.name().to_string(), resolved.digest.clone());
         let fetched = self
@@ -511,14 +597,18 @@ impl Inspector {
             fetched.as_ref().is_ok_and(|e| !e.is_fresh()),
         );
         match fetched {
-            Ok(manifest) => ImageFacts::Found {
-                digest: resolved.digest.clone(),
-                tag_check,
-                manifest: Some(manifest.value().as_ref().clone()),
-            },
+            Ok(manifest) => (
+                ImageFacts::Found {
+                    digest: resolved.digest.clone(),
+                    tag_check,
+                    manifest: Some(manifest.value().as_ref().clone()),
+                },
+                credential,
+            ),
             Err(e) => {
                 let tried: Vec<Credential> = resolved.credential.iter().cloned().collect();
-                ImageFacts::Failed(messages::failure(&image, &e, &credentials.context(&tried)))
+                let failure = messages::failure(&image, &e, &credentials.context(&tried));
+                (ImageFacts::Failed(failure), None)
             }
         }
     }
