@@ -1,5 +1,7 @@
 //! The objects imagegate admits: Pods and the pod templates of workloads.
 
+use std::collections::HashSet;
+
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::Value;
 
@@ -114,6 +116,34 @@ fn malformed_reason(pointer: &str, e: &serde_path_to_error::Error<serde_json::Er
     format!("{field}: {}", e.inner())
 }
 
+/// What makes a container unchanged across an UPDATE: the same kind, name and image.
+#[derive(Debug, Clone, Copy, Hash)]
+struct Unchanged<'a> {
+    kind: ContainerKind,
+    name: &'a str,
+    image: &'a str,
+}
+
+impl<'a> Unchanged<'a> {
+    fn of(c: &'a ContainerImage) -> Self {
+        Unchanged {
+            kind: c.kind,
+            name: &c.name,
+            image: &c.image,
+        }
+    }
+}
+
+impl PartialEq for Unchanged<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(test)]
+        tests::COMPARISONS.with(|n| n.set(n.get() + 1));
+        self.kind == other.kind && self.name == other.name && self.image == other.image
+    }
+}
+
+impl Eq for Unchanged<'_> {}
+
 /// The kinds imagegate covers: (API group, kind, JSON pointer of the pod spec).
 pub const KINDS: &[(&str, &str, &str)] = &[
     ("", "Pod", "/spec"),
@@ -209,12 +239,13 @@ impl Workload {
     /// Keeps only the containers whose image is new or changed since `old`: an UPDATE
     /// that scales a Deployment or edits a label is not re-judged on images that were
     /// admitted before.
+    ///
+    /// Linear in the number of containers: the old ones go into a hash set once,
+    /// and each new one is one lookup (an UPDATE may carry 100,000 containers).
     pub fn retain_changed(&mut self, old: &Workload) {
-        self.containers.retain(|c| {
-            !old.containers
-                .iter()
-                .any(|o| o.kind == c.kind && o.name == c.name && o.image == c.image)
-        });
+        let before: HashSet<Unchanged<'_>> = old.containers.iter().map(Unchanged::of).collect();
+        self.containers
+            .retain(|c| !before.contains(&Unchanged::of(c)));
     }
 
     /// Keeps only the ephemeral containers (the `pods/ephemeralcontainers` subresource),
@@ -410,6 +441,65 @@ mod tests {
         w.retain_ephemeral();
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["debug"]);
+    }
+
+    thread_local! {
+        /// Container comparisons made by [`Workload::retain_changed`] on this thread.
+        pub(super) static COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A pod with `n` containers, `changed` of which (spread evenly) have a new image.
+    fn many(n: usize, changed: usize) -> (Workload, Workload) {
+        let spec = |new: bool| {
+            let containers: Vec<Value> = (0..n)
+                .map(|i| {
+                    let tag = if new && changed > 0 && i % (n / changed) == 0 { 2 } else { 1 };
+                    json!({"name": format!("c{i}"), "image": format!("registry.example/app{i}:{tag}")})
+                })
+                .collect();
+            json!({"spec": {"containers": containers}})
+        };
+        let read = |v: &Value| Workload::from_object("", "Pod", "ns", v).unwrap().unwrap();
+        (read(&spec(true)), read(&spec(false)))
+    }
+
+    /// The UPDATE comparison is linear: doubling the containers doubles the
+    /// comparisons (a nested scan would quadruple them), and 100,000 containers
+    /// take about one comparison each.
+    #[test]
+    fn the_update_comparison_is_linear_in_the_number_of_containers() {
+        let count = |n: usize| {
+            let (mut new, old) = many(n, 10);
+            COMPARISONS.with(|c| c.set(0));
+            new.retain_changed(&old);
+            assert_eq!(new.containers.len(), 10, "{n}");
+            assert!(new.containers.iter().all(|c| c.image.ends_with(":2")));
+            COMPARISONS.with(|c| c.get())
+        };
+        let (n, two_n) = (count(50_000), count(100_000));
+        assert!(
+            two_n <= 100_000 * 11 / 10,
+            "{two_n} comparisons for 100,000 containers"
+        );
+        assert!(
+            two_n * 10 <= n * 25,
+            "{n} comparisons for 50,000 containers, {two_n} for 100,000: not linear"
+        );
+        // Duplicate names (hostile input) are no worse: each (kind, name, image) is
+        // one entry.
+        let mut dup = Workload::from_object(
+            "",
+            "Pod",
+            "ns",
+            &json!({"spec": {"containers": (0..20_000).map(|i| json!({"name": "a", "image": format!("x:{i}")})).collect::<Vec<_>>()}}),
+        )
+        .unwrap()
+        .unwrap();
+        let old = dup.clone();
+        COMPARISONS.with(|c| c.set(0));
+        dup.retain_changed(&old);
+        assert!(dup.containers.is_empty());
+        assert!(COMPARISONS.with(|c| c.get()) <= 22_000);
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub const KIND: &str = "AdmissionReview";
 pub const MAX_WARNING_LEN: usize = 256;
 /// ... and all warnings together longer than this.
 pub const MAX_WARNINGS_TOTAL: usize = 4096;
+/// The longest entry of the `would-deny` audit annotation ...
+pub const MAX_AUDIT_ENTRY_LEN: usize = 1024;
+/// ... and the longest annotation: like warnings, it does not grow with the request.
+pub const MAX_AUDIT_ANNOTATION_LEN: usize = 8192;
 
 /// Why a body gets no in-band answer: it is not an AdmissionReview, or it has no
 /// uid to answer. An HTTP 400.
@@ -407,38 +411,56 @@ pub fn encode(review: &Review) -> Vec<u8> {
 
 /// Cuts each warning to [`MAX_WARNING_LEN`] bytes and the list to
 /// [`MAX_WARNINGS_TOTAL`] bytes in all, saying how many were left out.
+/// A list that already fits (such as one made by [`limit_warnings_from`]) is kept
+/// as it is.
 pub fn limit_warnings(warnings: Vec<String>) -> Vec<String> {
-    let total_count = warnings.len();
+    let fits = warnings.iter().all(|w| w.len() <= MAX_WARNING_LEN)
+        && warnings.iter().map(String::len).sum::<usize>() <= MAX_WARNINGS_TOTAL;
+    if fits {
+        return warnings;
+    }
+    limit_warnings_from(warnings)
+}
+
+/// [`limit_warnings`] on warnings made as they are read: those past the limit are
+/// never made.
+pub fn limit_warnings_from<I>(warnings: I) -> Vec<String>
+where
+    I: IntoIterator<Item = String>,
+    I::IntoIter: ExactSizeIterator,
+{
+    limit_lines(warnings, MAX_WARNING_LEN, MAX_WARNINGS_TOTAL, "warning(s)")
+}
+
+/// Cuts each line to `max_each` bytes and the list to `max_total` bytes in all,
+/// ending with one line that says how many `what` were left out. Lines past the
+/// limit are never made: the iterator is read only as far as it fits.
+pub fn limit_lines<I>(lines: I, max_each: usize, max_total: usize, what: &str) -> Vec<String>
+where
+    I: IntoIterator<Item = String>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let lines = lines.into_iter();
+    let total_count = lines.len();
     let mut out: Vec<String> = Vec::new();
     let mut total = 0;
-    for w in warnings {
-        let w = truncate(&w, MAX_WARNING_LEN);
+    for line in lines {
+        let line = crate::engine::cut(line, max_each);
         // Keep room for the "N more" line.
-        if total + w.len() > MAX_WARNINGS_TOTAL - 64 {
+        if total + line.len() > max_total - 64 {
             break;
         }
-        total += w.len();
-        out.push(w);
+        total += line.len();
+        out.push(line);
     }
     let left = total_count - out.len();
     if left > 0 {
         out.push(format!(
-            "... and {left} more warning(s) not shown; see the imagegate log"
+            "... and {} more {what} not shown; see the imagegate log",
+            crate::engine::thousands(left)
         ));
     }
     out
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let ellipsis = "...";
-    let mut end = max - ellipsis.len();
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{ellipsis}", &s[..end])
 }
 
 #[cfg(test)]

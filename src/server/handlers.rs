@@ -195,11 +195,17 @@ fn mutating_answer(decision: Decision) -> Answer {
 
 fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
     let mut audit_annotations = HashMap::new();
-    let would_deny = decision.audit_warnings();
-    if !would_deny.is_empty() {
+    // Both bounded: an UPDATE may carry 100,000 containers.
+    if !decision.audit.is_empty() {
+        let would_deny = review::limit_lines(
+            decision.audit_lines(),
+            review::MAX_AUDIT_ENTRY_LEN,
+            review::MAX_AUDIT_ANNOTATION_LEN,
+            "Audit finding(s)",
+        );
         audit_annotations.insert("would-deny".to_string(), would_deny.join("; "));
     }
-    let warnings = decision.all_warnings();
+    let warnings = review::limit_warnings_from(decision.warning_lines());
     Answer {
         allowed: decision.allowed(),
         message: if decision.allowed() {
@@ -213,7 +219,12 @@ fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
     }
 }
 
-/// Metrics and the structured audit log for every violation.
+/// The most violations of one request written to the audit log one by one; the
+/// rest are counted in one line (an UPDATE may carry 100,000 containers).
+const MAX_LOGGED_VIOLATIONS: usize = 1000;
+
+/// Metrics for every violation (one update per policy, rule and mode), and the
+/// structured audit log for the first [`MAX_LOGGED_VIOLATIONS`].
 fn record(
     state: &AppState,
     endpoint: Endpoint,
@@ -221,21 +232,24 @@ fn record(
     workload: &Workload,
     decision: &Decision,
 ) {
-    for v in decision.violations.iter().chain(&decision.audit) {
+    let mut counts: HashMap<(&str, &'static str, &'static str), u64> = HashMap::new();
+    let all = decision.violations.len() + decision.audit.len();
+    for (i, v) in decision
+        .violations
+        .iter()
+        .chain(&decision.audit)
+        .enumerate()
+    {
         let mode = match v.mode {
             Mode::Enforce => "Enforce",
             Mode::Audit => "Audit",
         };
-        state
-            .metrics
-            .violations
-            .get_or_create(&ViolationLabels {
-                endpoint: endpoint.as_str(),
-                policy: v.policy.clone(),
-                rule: v.rule.as_str(),
-                mode,
-            })
-            .inc();
+        *counts
+            .entry((&v.policy, v.rule.as_str(), mode))
+            .or_default() += 1;
+        if i >= MAX_LOGGED_VIOLATIONS {
+            continue;
+        }
         tracing::info!(
             target: "imagegate::audit",
             uid = %request.uid,
@@ -253,6 +267,30 @@ fn record(
             message = %v.message,
             "image policy violation"
         );
+    }
+    if all > MAX_LOGGED_VIOLATIONS {
+        tracing::info!(
+            target: "imagegate::audit",
+            uid = %request.uid,
+            namespace = %workload.namespace,
+            kind = %workload.kind,
+            name = %workload.name,
+            violations = all,
+            not_logged = all - MAX_LOGGED_VIOLATIONS,
+            "more image policy violations in this request than are logged one by one"
+        );
+    }
+    for ((policy, rule, mode), n) in counts {
+        state
+            .metrics
+            .violations
+            .get_or_create(&ViolationLabels {
+                endpoint: endpoint.as_str(),
+                policy: policy.to_string(),
+                rule,
+                mode,
+            })
+            .inc_by(n);
     }
 }
 
@@ -499,6 +537,72 @@ mod tests {
             n / 2
         );
         assert!(metrics.contains(&line), "{metrics}");
+    }
+
+    /// Thousands of containers: the denial message, the warnings and the audit
+    /// annotation stay bounded, and each says how many it leaves out.
+    #[tokio::test]
+    async fn answers_are_bounded_whatever_the_number_of_containers() {
+        let policy = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: audit}\nspec:\n  mode: Audit\n  tags:\n    forbid: [latest]\n---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: digests}\nspec:\n  tags:\n    requireDigest: true\n";
+        let policies = PolicySet::compile(&load_sources(&[("p.yaml", policy)])).unwrap();
+        let inspector = Inspector::new(
+            RegistryClient::new(RegistryConfig::default()),
+            None,
+            InspectorConfig::default(),
+        )
+        .unwrap();
+        let state = AppState::new(policies, inspector, std::time::Duration::from_secs(1));
+        let n = 2_000;
+        let containers: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("c{i}"), "image": format!("registry.example/team/app{i}:latest")}))
+            .collect();
+        let body = review(("", "Pod"), pod(json!({ "containers": containers })));
+        let (status, reply) = post(
+            &state,
+            Endpoint::Validate,
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let r = &reply["response"];
+        assert_eq!(r["allowed"], false);
+        let msg = r["status"]["message"].as_str().unwrap();
+        assert!(msg.starts_with("imagegate denied Pod \"web\" in namespace \"team\": 2,000 image policy violations\n"), "{msg}");
+        assert!(msg.ends_with("- ... and 1,950 more violations not shown, in 1,950 more containers; run `imagegate check` on the manifest to list every one"), "{msg}");
+        assert!(msg.len() <= engine::MAX_DENIAL_BYTES + 256);
+        let annotation = r["auditAnnotations"]["would-deny"].as_str().unwrap();
+        assert!(
+            annotation.len() <= review::MAX_AUDIT_ANNOTATION_LEN,
+            "{}",
+            annotation.len()
+        );
+        assert!(
+            annotation.starts_with(
+                "would deny: container \"c0\" image \"registry.example/team/app0:latest\""
+            ),
+            "{annotation}"
+        );
+        assert!(annotation.contains("; ... and 1,9"), "{annotation}");
+        assert!(
+            annotation.ends_with(" more Audit finding(s) not shown; see the imagegate log"),
+            "{annotation}"
+        );
+        let warnings: Vec<&str> = r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert!(warnings.iter().map(|w| w.len()).sum::<usize>() <= review::MAX_WARNINGS_TOTAL);
+        assert!(
+            warnings
+                .last()
+                .unwrap()
+                .ends_with(" more warning(s) not shown; see the imagegate log"),
+            "{warnings:?}"
+        );
+        // The whole reply is small.
+        assert!(serde_json::to_vec(&reply).unwrap().len() < 48 * 1024);
     }
 
     /// Bodies with no uid to answer: HTTP 400 with the reason.
