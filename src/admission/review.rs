@@ -466,6 +466,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// Written by the kube-typed implementation before the lean parser replaced it.
+    const GOLDEN: [&str; 4] = [
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{}}}"#,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":false,"status":{"status":"Failure","code":403,"message":"no \"x\"","reason":"Forbidden"},"auditAnnotations":{"would-deny":"z"},"warnings":["w"]}}"#,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"patch":"W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9zcGVjL2NvbnRhaW5lcnMvMC9pbWFnZSIsInZhbHVlIjoieSJ9XQ==","patchType":"JSONPatch","status":{},"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}"#,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":false,"status":{"status":"Failure","code":400,"message":"imagegate cannot read this AdmissionReview's request (request.x: bad); it is refused so that nothing is admitted unchecked. The API server does not send such requests: check what is calling the webhook","reason":"BadRequest"}}}"#,
+    ];
     use serde_json::{Value, json};
 
     fn review(request: Value) -> Vec<u8> {
@@ -770,6 +777,48 @@ mod tests {
             .unwrap();
         let decoded: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(decoded[0]["path"], "/spec/containers/0/image");
+    }
+
+    /// The replies byte for byte: allow, deny with warnings and an audit
+    /// annotation, a patch, and an in-band refusal.
+    #[test]
+    fn replies_are_exact() {
+        let req = parse(&review(pod_request(
+            "CREATE",
+            pod(&[("a", "x")], &[]),
+            Value::Null,
+            None,
+        )))
+        .unwrap();
+        let text = |r: Review| String::from_utf8(encode(&r)).unwrap();
+        let patch: json_patch::Patch = serde_json::from_value(
+            json!([{"op": "replace", "path": "/spec/containers/0/image", "value": "y"}]),
+        )
+        .unwrap();
+        let deny = Answer {
+            allowed: false,
+            message: "no \"x\"".into(),
+            warnings: vec!["w".into()],
+            audit_annotations: HashMap::from([("would-deny".to_string(), "z".to_string())]),
+            patch: None,
+        };
+        let got = [
+            text(respond(&req, Answer::allow())),
+            text(respond(&req, deny)),
+            text(respond(
+                &req,
+                Answer {
+                    patch: Some(patch),
+                    ..Answer::allow()
+                },
+            )),
+            text(refuse(
+                &Envelope::of(&req),
+                &Refusal::Unreadable("request.x: bad".into()),
+            )),
+        ];
+        let expected: [&str; 4] = GOLDEN;
+        assert_eq!(got, expected);
     }
 
     #[test]
