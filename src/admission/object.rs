@@ -1,9 +1,13 @@
 //! The objects imagegate admits: Pods and the pod templates of workloads.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, PodSpec};
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Where a container sits in the pod spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,7 +58,10 @@ pub struct Workload {
     pub pod_spec_pointer: &'static str,
     /// The images under review. On an UPDATE, only those that are new or changed.
     pub containers: Vec<ContainerImage>,
-    /// The whole pod spec, typed, for the rules that need more than images.
+    /// The pod spec fields the rules read besides images, typed: `nodeSelector`,
+    /// `affinity`, `imagePullSecrets` and `serviceAccountName`. Nothing else is
+    /// read from the request (the containers are in `containers`); a rule that
+    /// needs another field adds it to `LeanPodSpec` in this module.
     pub pod_spec: PodSpec,
     /// What the request may change in the pod spec besides images.
     pub change: SpecChange,
@@ -104,16 +111,32 @@ pub enum ObjectError {
 
 /// `spec.containers[0].image: invalid type: integer `5`, expected a string`: the
 /// field as a path from the object's root, then serde's reason.
-fn malformed_reason(pointer: &str, e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+fn malformed_reason(
+    pointer: &str,
+    path: Option<&serde_path_to_error::Path>,
+    e: &serde_json::Error,
+) -> String {
     let mut field = pointer.trim_start_matches('/').replace('/', ".");
-    let path = e.path().to_string();
+    let path = path.map_or(".".to_string(), ToString::to_string);
     if path != "." {
         if !path.starts_with('[') {
             field.push('.');
         }
         field.push_str(&path);
     }
-    format!("{field}: {}", e.inner())
+    format!("{field}: {}", without_position(e))
+}
+
+/// serde_json's message without ` at line L column C`: read from JSON text, the
+/// position is within the pod spec, not the body, and says nothing the field
+/// path does not.
+pub(crate) fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(t) if e.line() > 0 => t.to_string(),
+        _ => text,
+    }
 }
 
 /// What makes a container unchanged across an UPDATE: the same kind, name and image.
@@ -144,6 +167,36 @@ impl PartialEq for Unchanged<'_> {
 
 impl Eq for Unchanged<'_> {}
 
+/// Reads the pod spec at `pointer`, from a tree (`&Value`) or from JSON text; the
+/// error names the field (`spec.containers[0].image: invalid type: ...`).
+///
+/// The plain deserializer runs first; the one that tracks the path (it allocates
+/// for every key it passes) runs again only on failure.
+fn lean_spec<'de, D, F>(
+    kind: &str,
+    pointer: &'static str,
+    de: F,
+) -> Result<LeanPodSpec<'de>, ObjectError>
+where
+    D: Deserializer<'de, Error = serde_json::Error>,
+    F: Fn() -> D,
+{
+    match LeanPodSpec::deserialize(de()) {
+        Ok(spec) => Ok(spec),
+        Err(plain) => {
+            let reason = match serde_path_to_error::deserialize::<_, LeanPodSpec<'de>>(de()) {
+                Err(e) => malformed_reason(pointer, Some(e.path()), e.inner()),
+                Ok(_) => malformed_reason(pointer, None, &plain),
+            };
+            Err(ObjectError::Malformed {
+                kind: kind.to_string(),
+                pointer,
+                reason,
+            })
+        }
+    }
+}
+
 /// The kinds imagegate covers: (API group, kind, JSON pointer of the pod spec).
 pub const KINDS: &[(&str, &str, &str)] = &[
     ("", "Pod", "/spec"),
@@ -165,6 +218,100 @@ pub fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
         .map(|(_, _, pointer)| *pointer)
 }
 
+/// The pod spec as imagegate reads it: the containers' names and images, and the
+/// four fields the rules read. Everything else is skipped unread ([`IgnoredAny`]):
+/// the API server has validated the object against its schema, and a field
+/// imagegate does not read cannot change its decision. Strings are borrowed from
+/// the body where they hold no escapes.
+///
+/// Like k8s-openapi's `PodSpec`, every field may be missing or `null`.
+#[derive(Deserialize)]
+#[serde(rename = "PodSpec", expecting = "PodSpec", rename_all = "camelCase")]
+struct LeanPodSpec<'a> {
+    #[serde(default, borrow)]
+    init_containers: Option<Vec<LeanContainer<'a>>>,
+    #[serde(default, borrow)]
+    containers: Option<Vec<LeanContainer<'a>>>,
+    #[serde(default, borrow)]
+    ephemeral_containers: Option<Vec<LeanContainer<'a>>>,
+    #[serde(default)]
+    node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    affinity: Option<Affinity>,
+    #[serde(default)]
+    image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    #[serde(default)]
+    service_account_name: Option<String>,
+}
+
+/// A container as imagegate reads it: its name and image, nothing else.
+#[derive(Deserialize)]
+#[serde(expecting = "Container")]
+struct LeanContainer<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    image: Option<Cow<'a, str>>,
+}
+
+/// An object's `metadata`, as far as imagegate reads it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    rename = "ObjectMeta",
+    expecting = "ObjectMeta",
+    rename_all = "camelCase"
+)]
+pub struct Meta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub generate_name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl Meta {
+    /// The name, or the `generateName` prefix of a name still to be generated.
+    pub fn name_or_prefix(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .or(self.generate_name.as_deref())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+/// The value at `key` of the JSON object `raw`, without reading the rest into
+/// memory: `None` when `raw` is not an object, or has no such key, or it is `null`.
+pub(crate) fn raw_field<'a>(
+    raw: &'a RawValue,
+    key: &str,
+) -> Result<Option<&'a RawValue>, serde_json::Error> {
+    struct Field<'k>(&'k str);
+    impl<'de, 'k> Visitor<'de> for Field<'k> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                if k == self.0 {
+                    // The last one wins, as in Go's encoding/json.
+                    found = map.next_value::<Option<&'de RawValue>>()?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    if !raw.get().starts_with('{') {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_map(Field(key))
+}
+
 impl Workload {
     /// Reads a covered object. `Ok(None)` for a kind imagegate does not govern.
     pub fn from_object(
@@ -176,64 +323,100 @@ impl Workload {
         let Some(pointer) = pod_spec_pointer(group, kind) else {
             return Ok(None);
         };
-        let spec_value = object
+        let spec = object
             .pointer(pointer)
             .filter(|v| !v.is_null())
             .ok_or_else(|| ObjectError::NoPodSpec {
                 kind: kind.to_string(),
                 pointer,
             })?;
-        // The error names the field (`spec.containers[0].image: invalid type: ...`).
-        let pod_spec: PodSpec =
-            serde_path_to_error::deserialize(spec_value).map_err(|e| ObjectError::Malformed {
-                kind: kind.to_string(),
-                pointer,
-                reason: malformed_reason(pointer, &e),
-            })?;
-        let mut containers = Vec::new();
-        let mut push = |kind: ContainerKind, i: usize, name: &str, image: Option<&String>| {
-            containers.push(ContainerImage {
-                kind,
-                name: name.to_string(),
-                image: image.cloned().unwrap_or_default(),
-                pointer: format!("{pointer}/{}/{i}/image", kind.field()),
-            });
+        let spec = lean_spec(kind, pointer, || spec)?;
+        let text = |p: &str| object.pointer(p).and_then(Value::as_str).map(String::from);
+        let meta = Meta {
+            name: text("/metadata/name"),
+            generate_name: text("/metadata/generateName"),
+            namespace: text("/metadata/namespace"),
         };
-        for (i, c) in pod_spec.init_containers.iter().flatten().enumerate() {
-            push(ContainerKind::InitContainer, i, &c.name, c.image.as_ref());
-        }
-        for (i, c) in pod_spec.containers.iter().enumerate() {
-            push(ContainerKind::Container, i, &c.name, c.image.as_ref());
-        }
-        for (i, c) in pod_spec.ephemeral_containers.iter().flatten().enumerate() {
-            push(
-                ContainerKind::EphemeralContainer,
-                i,
-                &c.name,
-                c.image.as_ref(),
-            );
-        }
-        let name = object
-            .pointer("/metadata/name")
-            .or_else(|| object.pointer("/metadata/generateName"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let namespace = object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or(namespace)
-            .to_string();
-        Ok(Some(Workload {
+        Ok(Some(Workload::of(kind, pointer, namespace, &meta, spec)))
+    }
+
+    /// Reads a covered object from its JSON text without building a tree of it:
+    /// only the path to the pod spec and the fields in [`LeanPodSpec`] are read.
+    /// `meta` is the object's metadata, read by the caller.
+    pub fn from_raw(
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        meta: &Meta,
+        object: &RawValue,
+    ) -> Result<Option<Workload>, ObjectError> {
+        let Some(pointer) = pod_spec_pointer(group, kind) else {
+            return Ok(None);
+        };
+        let no_spec = || ObjectError::NoPodSpec {
             kind: kind.to_string(),
-            name,
-            namespace,
+            pointer,
+        };
+        let mut at = object;
+        for key in pointer.split('/').skip(1) {
+            // The object is valid JSON (the request was parsed), so this cannot fail.
+            at = raw_field(at, key).ok().flatten().ok_or_else(no_spec)?;
+        }
+        let spec = lean_spec(kind, pointer, || at)?;
+        Ok(Some(Workload::of(kind, pointer, namespace, meta, spec)))
+    }
+
+    fn of(
+        kind: &str,
+        pointer: &'static str,
+        namespace: &str,
+        meta: &Meta,
+        spec: LeanPodSpec<'_>,
+    ) -> Workload {
+        let count = [
+            &spec.init_containers,
+            &spec.containers,
+            &spec.ephemeral_containers,
+        ]
+        .iter()
+        .map(|l| l.as_ref().map_or(0, Vec::len))
+        .sum();
+        let mut containers = Vec::with_capacity(count);
+        let lists = [
+            (ContainerKind::InitContainer, spec.init_containers),
+            (ContainerKind::Container, spec.containers),
+            (ContainerKind::EphemeralContainer, spec.ephemeral_containers),
+        ];
+        for (kind, list) in lists {
+            for (i, c) in list.into_iter().flatten().enumerate() {
+                containers.push(ContainerImage {
+                    kind,
+                    name: c.name.map(Cow::into_owned).unwrap_or_default(),
+                    image: c.image.map(Cow::into_owned).unwrap_or_default(),
+                    pointer: format!("{pointer}/{}/{i}/image", kind.field()),
+                });
+            }
+        }
+        Workload {
+            kind: kind.to_string(),
+            name: meta.name_or_prefix().unwrap_or_default().to_string(),
+            namespace: meta
+                .namespace
+                .as_deref()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or(namespace)
+                .to_string(),
             pod_spec_pointer: pointer,
             containers,
-            pod_spec,
+            pod_spec: PodSpec {
+                node_selector: spec.node_selector,
+                affinity: spec.affinity,
+                image_pull_secrets: spec.image_pull_secrets,
+                service_account_name: spec.service_account_name,
+                ..PodSpec::default()
+            },
             change: SpecChange::Any,
-        }))
+        }
     }
 
     /// Keeps only the containers whose image is new or changed since `old`: an UPDATE

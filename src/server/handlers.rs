@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::metrics::{EndpointLabels, LookupLabels, RequestLabels, ViolationLabels};
 use crate::admission::Workload;
-use crate::admission::review::{self, Answer, Envelope, Refusal, Rejected, Request};
+use crate::admission::review::{self, Answer, Envelope, Read, Refusal, Rejected, Request};
 use crate::engine::{self, Decision, Facts, ImageFacts};
 use crate::policy::Mode;
 
@@ -32,11 +32,22 @@ impl Endpoint {
 }
 
 pub(super) async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Validate, &body).await
+    admit(&state, Endpoint::Validate, body).await
 }
 
 pub(super) async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Mutate, &body).await
+    admit(&state, Endpoint::Mutate, body).await
+}
+
+/// Bodies up to this size are read on the request's task; larger ones (up to
+/// [`super::MAX_BODY_BYTES`], milliseconds of work) on tokio's blocking pool, so
+/// that they do not hold up the other requests of a worker thread.
+pub const READ_INLINE_MAX_BYTES: usize = 64 * 1024;
+
+/// Reads the body (see [`review::read`]), turning a panic into `Err`.
+fn read(body: &[u8]) -> Result<Result<Read, Rejected>, String> {
+    std::panic::catch_unwind(|| review::read(body))
+        .map_err(|payload| crate::unwind::message(payload.as_ref()))
 }
 
 pub(super) async fn healthz() -> &'static str {
@@ -62,33 +73,56 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
+async fn admit(state: &AppState, endpoint: Endpoint, body: Bytes) -> Response {
     let started = Instant::now();
-    let (status, reply, decision) = match review::parse(body) {
-        Err(Rejected::NotAReview(e)) => (
+    let read = if body.len() <= READ_INLINE_MAX_BYTES {
+        read(&body)
+    } else {
+        tokio::task::spawn_blocking(move || read(&body))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    let (status, reply, decision) = match read {
+        // Only before a uid is known: past it, `review::read` answers in-band.
+        Err(panic) => {
+            tracing::error!(
+                endpoint = endpoint.as_str(),
+                panic,
+                "imagegate failed while parsing a request"
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                bad_request("imagegate failed while parsing the request; see its log"),
+                "error",
+            )
+        }
+        Ok(Err(Rejected::NotAReview(e))) => (
             StatusCode::BAD_REQUEST,
             bad_request(&e.to_string()),
             "invalid",
         ),
-        Err(Rejected::Refused(in_band)) => refused(endpoint, &in_band.envelope, &in_band.refusal),
-        Ok(request) => {
+        Ok(Err(Rejected::Refused(in_band))) => {
+            refused(endpoint, &in_band.envelope, &in_band.refusal)
+        }
+        Ok(Ok(Read { request, workload })) => {
             // Past this point the uid is known: whatever happens, including a
             // panic, is answered in-band.
-            let judged = match crate::unwind::catch(judge(state, endpoint, &request)).await {
-                Ok(judged) => judged,
-                Err(panic) => {
-                    tracing::error!(
-                        uid = %request.uid,
-                        endpoint = endpoint.as_str(),
-                        panic,
-                        "imagegate failed while judging a request; refused in-band"
-                    );
-                    Err(Refusal::Internal {
-                        subject: review::subject(&request),
-                        uid: request.uid.clone(),
-                    })
-                }
-            };
+            let judged =
+                match crate::unwind::catch(judge(state, endpoint, &request, workload)).await {
+                    Ok(judged) => judged,
+                    Err(panic) => {
+                        tracing::error!(
+                            uid = %request.uid,
+                            endpoint = endpoint.as_str(),
+                            panic,
+                            "imagegate failed while judging a request; refused in-band"
+                        );
+                        Err(Refusal::Internal {
+                            subject: review::subject(&request),
+                            uid: request.uid.clone(),
+                        })
+                    }
+                };
             match judged {
                 Ok(answer) => {
                     let decision = if answer.allowed { "allowed" } else { "denied" };
@@ -137,10 +171,15 @@ fn refused(
     (StatusCode::OK, json(reply), decision)
 }
 
-async fn judge(state: &AppState, endpoint: Endpoint, request: &Request) -> Result<Answer, Refusal> {
+async fn judge(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: &Request,
+    workload: Result<Option<Workload>, Refusal>,
+) -> Result<Answer, Refusal> {
     #[cfg(test)]
     tests::maybe_panic(request);
-    let Some(workload) = review::workload(request)? else {
+    let Some(workload) = workload? else {
         return Ok(Answer::allow());
     };
     let workload = &workload;
@@ -254,7 +293,7 @@ fn record(
             target: "imagegate::audit",
             uid = %request.uid,
             dry_run = request.dry_run,
-            user = request.user_info.username.as_deref().unwrap_or_default(),
+            user = request.username.as_deref().unwrap_or_default(),
             namespace = %workload.namespace,
             kind = %workload.kind,
             name = %workload.name,
@@ -361,7 +400,7 @@ mod tests {
     /// POSTs `body` to the handler: the HTTP status and the body (JSON, or the text
     /// of a 400 as a JSON string).
     async fn post(state: &AppState, endpoint: Endpoint, body: &[u8]) -> (u16, Value) {
-        let response = admit(state, endpoint, body).await;
+        let response = admit(state, endpoint, Bytes::copy_from_slice(body)).await;
         let status = response.status().as_u16();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
