@@ -140,20 +140,60 @@ pub(crate) fn without_position(e: &serde_json::Error) -> String {
 }
 
 /// What makes a container unchanged across an UPDATE: the same kind, name and image.
-#[derive(Debug, Clone, Copy, Hash)]
+#[derive(Debug, Clone, Hash)]
 struct Unchanged<'a> {
     kind: ContainerKind,
-    name: &'a str,
-    image: &'a str,
+    name: Cow<'a, str>,
+    image: Cow<'a, str>,
 }
 
 impl<'a> Unchanged<'a> {
     fn of(c: &'a ContainerImage) -> Self {
         Unchanged {
             kind: c.kind,
-            name: &c.name,
-            image: &c.image,
+            name: Cow::Borrowed(&c.name),
+            image: Cow::Borrowed(&c.image),
         }
+    }
+
+    /// A container as read from the body: borrowed from it where it can be.
+    fn lean(kind: ContainerKind, c: &LeanContainer<'a>) -> Self {
+        let text = |t: &Option<Cow<'a, str>>| match t {
+            Some(Cow::Borrowed(b)) => Cow::Borrowed(*b),
+            Some(Cow::Owned(o)) => Cow::Owned(o.clone()),
+            None => Cow::Borrowed(""),
+        };
+        Unchanged {
+            kind,
+            name: text(&c.name),
+            image: text(&c.image),
+        }
+    }
+}
+
+/// The containers of an UPDATE's `oldObject`, as (kind, name, image), borrowed
+/// from the body: what [`Workload::from_raw_changed`] leaves out.
+#[derive(Debug, Default)]
+pub struct OldImages<'a>(HashSet<Unchanged<'a>>);
+
+impl<'a> OldImages<'a> {
+    /// Reads the old object's containers (`Ok(None)` for a kind imagegate does not
+    /// govern). Nothing else of it is read.
+    pub fn from_raw(
+        group: &str,
+        kind: &str,
+        old: &'a RawValue,
+    ) -> Result<Option<OldImages<'a>>, ObjectError> {
+        let Some(spec) = raw_spec(group, kind, old)? else {
+            return Ok(None);
+        };
+        let mut set = HashSet::with_capacity(spec.len());
+        for (kind, list) in spec.lists() {
+            for c in list.iter().flatten() {
+                set.insert(Unchanged::lean(kind, c));
+            }
+        }
+        Ok(Some(OldImages(set)))
     }
 }
 
@@ -166,6 +206,51 @@ impl PartialEq for Unchanged<'_> {
 }
 
 impl Eq for Unchanged<'_> {}
+
+impl<'a> LeanPodSpec<'a> {
+    /// The three container lists, in the order messages list them.
+    fn lists(&self) -> [(ContainerKind, &Option<Vec<LeanContainer<'a>>>); 3] {
+        [
+            (ContainerKind::InitContainer, &self.init_containers),
+            (ContainerKind::Container, &self.containers),
+            (
+                ContainerKind::EphemeralContainer,
+                &self.ephemeral_containers,
+            ),
+        ]
+    }
+
+    /// The number of containers.
+    fn len(&self) -> usize {
+        self.lists()
+            .iter()
+            .map(|(_, l)| l.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+}
+
+/// The pod spec of a covered object read from its JSON text: only the path to
+/// it is walked, and only [`LeanPodSpec`]'s fields are read. `Ok(None)` for a
+/// kind imagegate does not govern.
+fn raw_spec<'a>(
+    group: &str,
+    kind: &str,
+    object: &'a RawValue,
+) -> Result<Option<LeanPodSpec<'a>>, ObjectError> {
+    let Some(pointer) = pod_spec_pointer(group, kind) else {
+        return Ok(None);
+    };
+    let no_spec = || ObjectError::NoPodSpec {
+        kind: kind.to_string(),
+        pointer,
+    };
+    let mut at = object;
+    for key in pointer.split('/').skip(1) {
+        // The object is valid JSON (the request was parsed), so this cannot fail.
+        at = raw_field(at, key).ok().flatten().ok_or_else(no_spec)?;
+    }
+    lean_spec(kind, pointer, || at).map(Some)
+}
 
 /// Reads the pod spec at `pointer`, from a tree (`&Value`) or from JSON text; the
 /// error names the field (`spec.containers[0].image: invalid type: ...`).
@@ -337,7 +422,14 @@ impl Workload {
             generate_name: text("/metadata/generateName"),
             namespace: text("/metadata/namespace"),
         };
-        Ok(Some(Workload::of(kind, pointer, namespace, &meta, spec)))
+        Ok(Some(Workload::of(
+            kind,
+            pointer,
+            namespace,
+            &meta,
+            spec,
+            |_, _| true,
+        )))
     }
 
     /// Reads a covered object from its JSON text without building a tree of it:
@@ -350,20 +442,35 @@ impl Workload {
         meta: &Meta,
         object: &RawValue,
     ) -> Result<Option<Workload>, ObjectError> {
+        Workload::from_raw_changed(group, kind, namespace, meta, object, None)
+    }
+
+    /// [`Workload::from_raw`] for an UPDATE: only the containers whose image is new
+    /// or changed since `old` are kept (as [`Workload::retain_changed`] does), and
+    /// the unchanged ones are never copied out of the body. Linear: one hash
+    /// lookup per container.
+    pub fn from_raw_changed(
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        meta: &Meta,
+        object: &RawValue,
+        old: Option<&OldImages<'_>>,
+    ) -> Result<Option<Workload>, ObjectError> {
         let Some(pointer) = pod_spec_pointer(group, kind) else {
             return Ok(None);
         };
-        let no_spec = || ObjectError::NoPodSpec {
-            kind: kind.to_string(),
-            pointer,
+        let Some(spec) = raw_spec(group, kind, object)? else {
+            return Ok(None);
         };
-        let mut at = object;
-        for key in pointer.split('/').skip(1) {
-            // The object is valid JSON (the request was parsed), so this cannot fail.
-            at = raw_field(at, key).ok().flatten().ok_or_else(no_spec)?;
-        }
-        let spec = lean_spec(kind, pointer, || at)?;
-        Ok(Some(Workload::of(kind, pointer, namespace, meta, spec)))
+        Ok(Some(Workload::of(
+            kind,
+            pointer,
+            namespace,
+            meta,
+            spec,
+            |k, c| old.is_none_or(|old| !old.0.contains(&Unchanged::lean(k, c))),
+        )))
     }
 
     fn of(
@@ -372,31 +479,23 @@ impl Workload {
         namespace: &str,
         meta: &Meta,
         spec: LeanPodSpec<'_>,
+        keep: impl Fn(ContainerKind, &LeanContainer<'_>) -> bool,
     ) -> Workload {
-        let count = [
-            &spec.init_containers,
-            &spec.containers,
-            &spec.ephemeral_containers,
-        ]
-        .iter()
-        .map(|l| l.as_ref().map_or(0, Vec::len))
-        .sum();
-        let mut containers = Vec::with_capacity(count);
-        let lists = [
-            (ContainerKind::InitContainer, spec.init_containers),
-            (ContainerKind::Container, spec.containers),
-            (ContainerKind::EphemeralContainer, spec.ephemeral_containers),
-        ];
-        for (kind, list) in lists {
-            for (i, c) in list.into_iter().flatten().enumerate() {
+        let mut containers = Vec::new();
+        for (kind, list) in spec.lists() {
+            for (i, c) in list.iter().flatten().enumerate() {
+                if !keep(kind, c) {
+                    continue;
+                }
                 containers.push(ContainerImage {
                     kind,
-                    name: c.name.map(Cow::into_owned).unwrap_or_default(),
-                    image: c.image.map(Cow::into_owned).unwrap_or_default(),
+                    name: c.name.as_deref().unwrap_or_default().to_string(),
+                    image: c.image.as_deref().unwrap_or_default().to_string(),
                     pointer: format!("{pointer}/{}/{i}/image", kind.field()),
                 });
             }
         }
+        containers.shrink_to_fit();
         Workload {
             kind: kind.to_string(),
             name: meta.name_or_prefix().unwrap_or_default().to_string(),
@@ -633,6 +732,12 @@ mod tests {
 
     /// A pod with `n` containers, `changed` of which (spread evenly) have a new image.
     fn many(n: usize, changed: usize) -> (Workload, Workload) {
+        let (new, old) = many_json(n, changed);
+        let read = |v: &Value| Workload::from_object("", "Pod", "ns", v).unwrap().unwrap();
+        (read(&new), read(&old))
+    }
+
+    fn many_json(n: usize, changed: usize) -> (Value, Value) {
         let spec = |new: bool| {
             let containers: Vec<Value> = (0..n)
                 .map(|i| {
@@ -642,8 +747,7 @@ mod tests {
                 .collect();
             json!({"spec": {"containers": containers}})
         };
-        let read = |v: &Value| Workload::from_object("", "Pod", "ns", v).unwrap().unwrap();
-        (read(&spec(true)), read(&spec(false)))
+        (spec(true), spec(false))
     }
 
     /// The UPDATE comparison is linear: doubling the containers doubles the
@@ -668,6 +772,32 @@ mod tests {
             two_n * 10 <= n * 25,
             "{n} comparisons for 50,000 containers, {two_n} for 100,000: not linear"
         );
+        // The same from the body's JSON text, as the webhook reads an UPDATE.
+        let count_raw = |n: usize| {
+            let (new, old) = many_json(n, 10);
+            let (new, old) = (
+                RawValue::from_string(new.to_string()).unwrap(),
+                RawValue::from_string(old.to_string()).unwrap(),
+            );
+            COMPARISONS.with(|c| c.set(0));
+            let old = OldImages::from_raw("", "Pod", &old).unwrap().unwrap();
+            let w = Workload::from_raw_changed("", "Pod", "ns", &Meta::default(), &new, Some(&old))
+                .unwrap()
+                .unwrap();
+            assert_eq!(w.containers.len(), 10, "{n}");
+            assert!(w.containers.iter().all(|c| c.image.ends_with(":2")));
+            assert_eq!(
+                w.containers[1].pointer,
+                format!("/spec/containers/{}/image", n / 10)
+            );
+            COMPARISONS.with(|c| c.get())
+        };
+        let (n, two_n) = (count_raw(50_000), count_raw(100_000));
+        assert!(
+            two_n <= 100_000 * 11 / 10,
+            "{two_n} comparisons for 100,000 containers"
+        );
+        assert!(two_n * 10 <= n * 25, "{n} then {two_n}: not linear");
         // Duplicate names (hostile input) are no worse: each (kind, name, image) is
         // one entry.
         let mut dup = Workload::from_object(

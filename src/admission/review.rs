@@ -26,7 +26,7 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::object::{raw_field, without_position};
-use super::{Meta, ObjectError, Workload, pod_spec_pointer};
+use super::{Meta, ObjectError, OldImages, Workload, pod_spec_pointer};
 
 /// The reply's type (kube's, so that its shape is the v1 contract's).
 pub type Review = AdmissionReview<DynamicObject>;
@@ -563,43 +563,55 @@ fn workload(
         return Ok(None);
     }
     let namespace = request.namespace.as_deref().unwrap_or_default();
-    let read = |object: &RawValue, meta: &Meta| {
-        Workload::from_raw(&kind.group, &kind.kind, namespace, meta, object)
-    };
     let object = object.ok_or_else(|| Refusal::NoObject {
         subject: subject(request),
         operation: operation_name(&request.operation).to_string(),
     })?;
+    // On an UPDATE only the images that are new or changed are judged. Only the
+    // images of the old object are read; one that cannot be read is not an error.
+    let old = match old_object {
+        Some(old) if request.operation == Operation::Update => {
+            match OldImages::from_raw(&kind.group, &kind.kind, old) {
+                Ok(old) => old,
+                Err(e) => {
+                    tracing::warn!(
+                        uid = %request.uid,
+                        error = %e,
+                        "the oldObject cannot be read; judging every image of the object"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let meta = request.object_meta.clone().unwrap_or_default();
-    let read_object = read(object, &meta).map_err(|error| Refusal::Malformed {
+    let read_object = Workload::from_raw_changed(
+        &kind.group,
+        &kind.kind,
+        namespace,
+        &meta,
+        object,
+        old.as_ref(),
+    )
+    .map_err(|error| Refusal::Malformed {
         subject: subject(request),
         error,
     })?;
+    drop(old);
     let Some(mut workload) = read_object else {
         return Ok(None);
     };
     if ephemeral {
         workload.retain_ephemeral();
     }
-    if request.operation == Operation::Update {
-        // A Pod's spec is immutable but for its images (and a few fields imagegate
-        // does not write).
-        if workload.kind == "Pod" && workload.change == super::SpecChange::Any {
-            workload.change = super::SpecChange::PodUpdate;
-        }
-        if let Some(old) = old_object {
-            // Only the images of the old object are compared: its metadata is not
-            // read, and one that cannot be read is not an error.
-            match read(old, &Meta::default()) {
-                Ok(Some(old)) => workload.retain_changed(&old),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(
-                    uid = %request.uid,
-                    error = %e,
-                    "the oldObject cannot be read; judging every image of the object"
-                ),
-            }
-        }
+    // A Pod's spec is immutable but for its images (and a few fields imagegate
+    // does not write).
+    if request.operation == Operation::Update
+        && workload.kind == "Pod"
+        && workload.change == super::SpecChange::Any
+    {
+        workload.change = super::SpecChange::PodUpdate;
     }
     Ok(Some(workload))
 }
