@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{self, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
-use super::AppState;
 use super::metrics::{EndpointLabels, LookupLabels, RequestLabels, ViolationLabels};
+use super::{AppState, MAX_BODY_BYTES};
 use crate::admission::Workload;
 use crate::admission::review::{self, Answer, Envelope, Read, Refusal, Rejected, Request};
 use crate::engine::{self, Decision, Facts, ImageFacts};
@@ -31,12 +32,64 @@ impl Endpoint {
     }
 }
 
-pub(super) async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Validate, body).await
+pub(super) async fn validate(
+    State(state): State<AppState>,
+    request: http::Request<Body>,
+) -> Response {
+    match collect(request).await {
+        Ok(body) => admit(&state, Endpoint::Validate, body).await,
+        Err(response) => response,
+    }
 }
 
-pub(super) async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Mutate, body).await
+pub(super) async fn mutate(
+    State(state): State<AppState>,
+    request: http::Request<Body>,
+) -> Response {
+    match collect(request).await {
+        Ok(body) => admit(&state, Endpoint::Mutate, body).await,
+        Err(response) => response,
+    }
+}
+
+/// The body in one buffer, held once: sized from `Content-Length` (at most
+/// [`MAX_BODY_BYTES`]) and each frame copied in and dropped as it comes. axum's
+/// `Bytes` extractor keeps every frame until it concatenates them, so a large
+/// body was held twice at its peak. Over [`MAX_BODY_BYTES`]: 413.
+async fn collect(request: http::Request<Body>) -> Result<Bytes, Response> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is over {} MiB, the most imagegate reads; the API server never sends one\n",
+                MAX_BODY_BYTES / (1024 * 1024)
+            ),
+        )
+            .into_response()
+    };
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(length.unwrap_or(0) as usize);
+    let mut frames = request.into_body().into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}\n"),
+            )
+                .into_response()
+        })?;
+        if buf.len() + frame.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&frame);
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// Bodies up to this size are read on the request's task; larger ones (up to
