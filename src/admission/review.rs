@@ -1,9 +1,14 @@
 //! The AdmissionReview envelope: reading requests and building responses that
 //! follow the v1 contract exactly.
 //!
-//! The types are kube's; this module adds what the contract asks and the types do
-//! not enforce: the version check, `status.code` 403 on a denial, no patch on a
-//! validating reply, and the size limits the API server puts on warnings.
+//! Requests are read lean ([`read`]): borrowed `#[derive(Deserialize)]` structs
+//! hold only the fields imagegate reads, every other field is skipped unread, and
+//! the objects stay JSON text until the pod spec is read from them; no tree of
+//! the body is built, so a request costs time and memory linear in its size and
+//! little more than the body. Replies are kube's types; this module adds what the
+//! contract asks and the types do not enforce: the version check, `status.code`
+//! 403 on a denial, no patch on a validating reply, and the size limits on
+//! warnings and the audit annotation ([`limit_lines`]).
 //!
 //! Fail closed, answer in-band. Under `failurePolicy: Ignore` an HTTP error admits
 //! the object unchecked, so every body that is an AdmissionReview (kind
@@ -13,9 +18,8 @@
 //! imagegate failed). Only a body with no uid to answer ([`ReviewError`]) gets an
 //! HTTP 400; the API server never sends one.
 
-use std::collections::HashMap;
-
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use kube::core::DynamicObject;
 pub use kube::core::admission::Operation;
@@ -156,7 +160,7 @@ pub struct GroupVersionKind {
 }
 
 /// A request read: what it says, and the workload to judge, or why it cannot be
-/// judged (see [`workload`]).
+/// judged (see `workload`).
 #[derive(Debug)]
 pub struct Read {
     pub request: Request,
