@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use imagegate::inspector::{Inspector, InspectorConfig};
 use imagegate::registry::{RegistryClient, RegistryConfig};
 use imagegate::server::tls::KeyMaterial;
-use imagegate::server::{self, MAX_BODY_BYTES, ServeConfig};
+use imagegate::server::{self, Lookups, MAX_BODY_BYTES, ServeConfig};
 
 const WARMUP: Duration = Duration::from_secs(1);
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
@@ -119,14 +119,18 @@ fn main() {
                 health_listen: None,
                 reload_interval: Duration::from_secs(2),
                 drain_timeout: Duration::from_secs(5),
+                shutdown_grace: Duration::ZERO,
+            },
+            Lookups {
+                inspector: Inspector::new(
+                    RegistryClient::new(RegistryConfig::default()),
+                    None,
+                    InspectorConfig::default(),
+                )
+                .expect("the default inspector builds"),
                 deadline: Duration::from_secs(8),
             },
-            Inspector::new(
-                RegistryClient::new(RegistryConfig::default()),
-                None,
-                InspectorConfig::default(),
-            )
-            .expect("the default inspector builds"),
+            None,
         ))
         .expect("imagegate does not start");
     let tls = KeyMaterial::read(&cert_path, &key_path, None)
@@ -252,7 +256,9 @@ fn main() {
     }
 
     server_rt.block_on(async {
-        imagegate.shutdown(Duration::from_secs(5)).await;
+        imagegate
+            .shutdown(Duration::ZERO, Duration::from_secs(5))
+            .await;
         bare.shutdown(Duration::from_secs(5)).await;
     });
     drop(client_rt);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, then runs every check CI
-# runs: formatting, lints, unit and integration tests, and a build of the benchmarks.
+# runs: formatting, lints, unit and integration tests (tests/image.rs builds the
+# container image with scripts/build-image.sh and pushes it to the test registry),
+# and a build of the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,15 +11,23 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
+command -v buildah >/dev/null || need+=(buildah)
+command -v musl-gcc >/dev/null || need+=(musl-tools)
+command -v tar >/dev/null || need+=(tar)
+command -v gzip >/dev/null || need+=(gzip)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
-  echo "installing ${need[*]} (the test registry and its tools)"
+  echo "installing ${need[*]} (the test registry, the image build and their tools)"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+# The container image's static binary.
+rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+  rustup target add x86_64-unknown-linux-musl
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -15,6 +15,8 @@
 //! - [`credentials`]: docker config files and the kubelet's `auths` matching.
 //! - [`platform`]: containerd's platform matching; where a pod may run.
 //! - [`cluster`]: the one door to the Kubernetes API (Secrets, ServiceAccounts, Nodes).
+//! - [`telemetry`]: the cache and lookup measurements the async side takes and the
+//!   server renders.
 //! - [`config`]: the webhook's configuration file (`serve --config`).
 //! - [`signature`]: offline cosign / Sigstore verification (bundles, legacy `.sig`
 //!   and `.att` layers, keys and keyless, Rekor, timestamps): pure functions over
@@ -44,4 +46,5 @@ pub mod reference;
 pub mod registry;
 pub mod server;
 pub mod signature;
+pub mod telemetry;
 pub mod unwind;

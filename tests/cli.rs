@@ -405,3 +405,68 @@ fn the_default_policy_is_valid() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `check` is offline: signature rules are skipped, and it says so; the rest of
+/// the policy still judges. `policy validate` answers the guides' shorthand with
+/// the YAML to write.
+#[test]
+fn check_skips_signature_rules_and_says_so() {
+    let f = Fixture::new();
+    let key = "-----BEGIN PUBLIC KEY-----\\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEiSeHy5TtW0vYtMdWkM8TsCtWhk9jfl4jBLnqpzQQ59ROS2U2ApJ6lehITLu3jgIFK0lWQcxqbaGBGkgb5WJxUg==\\n-----END PUBLIC KEY-----\\n";
+    let signed = policy(
+        "signed",
+        &format!(
+            "allowedRegistries: [harbor.example.com]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{key}\"}}}}"
+        ),
+    );
+    let policies = f.write("signed.yaml", &signed);
+    let pod = f.write(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n    - {name: app, image: 'harbor.example.com/app:v1'}\n    - {name: side, image: 'quay.io/x/y:v1'}\n",
+    );
+    let out = run(&["check", "--policies", &policies, &pod], None);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("registry \"quay.io\" is not allowed here"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("harbor.example.com/app:v1\": "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "note: policy signed: signature and attestation rules skipped: `check` is offline"
+        ),
+        "{stderr}"
+    );
+    let out = run(
+        &["check", "--output", "json", "--policies", &policies, &pod],
+        None,
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["skipped"][0]
+            .as_str()
+            .unwrap()
+            .contains("policy signed"),
+        "{report}"
+    );
+
+    let shorthand = f.write(
+        "short.yaml",
+        &policy("short", "requiredSignatures: true\nminimumSeverity: HIGH"),
+    );
+    let out = run(&["policy", "validate", &shorthand], None);
+    let stderr = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("spec.requiredSignatures: imagegate has no default signing authority"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("attestations:\n        - name: scan"),
+        "{stderr}"
+    );
+}

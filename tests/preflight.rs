@@ -891,3 +891,309 @@ async fn a_tag_beside_a_digest_counts_only_when_it_points_to_that_digest() {
         "pinned form cached"
     );
 }
+
+/// A registry stand-in for a fault no real registry shows on demand: it challenges
+/// for basic auth, answers a HEAD of a manifest with `status_for(user)` (and a
+/// digest on 200), and records the users it was sent, in order.
+async fn per_user_registry(
+    status_for: fn(&str) -> StatusCode,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let app = Router::new().fallback(move |uri: axum::http::Uri, h: HeaderMap| {
+        let s = s.clone();
+        async move {
+            let user = h
+                .get("authorization")
+                .and_then(|a| a.to_str().ok())
+                .and_then(|a| a.strip_prefix("Basic "))
+                .and_then(|b| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                })
+                .and_then(|d| String::from_utf8(d).ok())
+                .and_then(|d| d.split_once(':').map(|(u, _)| u.to_string()));
+            let Some(user) = user else {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [("www-authenticate", "Basic realm=\"test\"".to_string())],
+                )
+                    .into_response();
+            };
+            if uri.path() == "/v2/" {
+                return StatusCode::OK.into_response();
+            }
+            s.lock().unwrap().push(user.clone());
+            let status = status_for(&user);
+            let mut resp = status.into_response();
+            if status == StatusCode::OK {
+                let h = resp.headers_mut();
+                h.insert(
+                    "docker-content-digest",
+                    format!("sha256:{}", "d".repeat(64)).parse().unwrap(),
+                );
+                h.insert("content-type", images::DOCKER_MANIFEST.parse().unwrap());
+            }
+            resp
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr.to_string(), seen)
+}
+
+/// As the kubelet: every matching credential is tried, whatever the error of the
+/// ones before, and what is reported is what the node would see.
+#[tokio::test]
+async fn every_matching_credential_is_tried_whatever_the_error() {
+    let (host, seen) = per_user_registry(|user| match user {
+        "flaky" => StatusCode::SERVICE_UNAVAILABLE,
+        "good" => StatusCode::OK,
+        _ => StatusCode::UNAUTHORIZED,
+    })
+    .await;
+    let api = FakeApiServer::start().await;
+    for (name, user) in [("flaky", "flaky"), ("good", "good"), ("stale", "stale")] {
+        api.add_pull_secret(
+            "team",
+            name,
+            &json!({"auths": {host.clone(): {"username": user, "password": "p"}}}),
+        );
+    }
+    api.add_service_account("team", "default", &[]);
+    let cluster = Arc::new(Cluster::new(api.client(), Duration::from_secs(30)));
+    let settings = RegistrySettings {
+        host: host.clone(),
+        insecure: true,
+        ca_pem: None,
+    };
+    let warn = PREFLIGHT.replace(
+        "preflight: true",
+        "preflight: true\n  onRegistryError: Warn",
+    );
+    let gate = Gate::new(
+        &warn,
+        vec![settings],
+        Some(cluster),
+        InspectorConfig::default(),
+    );
+    let image = format!("{host}/team/app:v1");
+    let with = |secrets: &[&str]| {
+        let mut p = pod(&[&image], None);
+        p["spec"]["imagePullSecrets"] = json!(
+            secrets
+                .iter()
+                .map(|s| json!({"name": s}))
+                .collect::<Vec<_>>()
+        );
+        p
+    };
+    // A 503 for the first credential does not stop the second.
+    let (d, _) = gate.admit(&with(&["flaky", "good"])).await;
+    assert!(
+        d.allowed() && d.warnings.is_empty(),
+        "{:?} {:?}",
+        d.violations,
+        d.warnings
+    );
+    // (The client follows a HEAD without a digest with a GET: same credential.)
+    let tried = |seen: &std::sync::Mutex<Vec<String>>| {
+        let mut users = seen.lock().unwrap().clone();
+        users.dedup();
+        users
+    };
+    assert_eq!(tried(&seen), ["flaky", "good"]);
+    // All fail: one was refused, one could not be answered. The node may still get
+    // through with the one that was not answered, so it is not `unauthorized`:
+    // onRegistryError (Warn here) decides.
+    seen.lock().unwrap().clear();
+    let (d, _) = gate.admit(&with(&["stale", "flaky"])).await;
+    assert_eq!(tried(&seen), ["stale", "flaky"]);
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert!(
+        d.warnings[0].contains("answered HTTP 503"),
+        "{:?}",
+        d.warnings
+    );
+    // Only refusals: unauthorized, naming each credential refused.
+    let (d, w) = gate.admit(&with(&["stale"])).await;
+    assert!(!d.allowed());
+    let msg = d.denial_message(&w);
+    assert!(
+        msg.contains(
+            "refused the credentials of user \"stale\" from pod imagePullSecret \"team/stale\""
+        ),
+        "{msg}"
+    );
+}
+
+/// `{"auths": {"host": {}}}` (what `kubectl create secret --from-file` often
+/// writes) means anonymous, as for containerd: never empty Basic credentials.
+#[tokio::test]
+async fn an_empty_auths_entry_means_anonymous() {
+    let tokens = TokenServer::start(
+        TokenServerConfig::default()
+            .anonymous(&[Grant::new("public/*", &["pull"])])
+            .user("ci", "ci-pass", &[Grant::new("*", &["pull", "push"])]),
+    );
+    let registry = Registry::start(tokens.kind()).await;
+    let client = images::client(&registry);
+    for repo in ["public/app:v1", "private/app:v1"] {
+        images::push_single(
+            &client,
+            &images::basic("ci", "ci-pass"),
+            &images::reference(&registry, repo),
+            "linux/amd64",
+            Format::Oci,
+        )
+        .await
+        .unwrap();
+    }
+    let host = registry.host();
+    let (gate, config) = Gate::with_docker_config(
+        vec![settings_for(&registry, true)],
+        json!({"auths": {format!("https://{host}/v1/"): {}}}),
+    );
+    tokens.reset_count();
+    let (d, _) = gate
+        .admit(&pod(&[&registry.reference("public/app:v1")], None))
+        .await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    let requests = tokens.requests();
+    assert!(!requests.is_empty());
+    assert!(
+        requests.iter().all(|r| r.user.is_none()),
+        "no Basic credentials for an empty entry: {requests:?}"
+    );
+    // Where anonymous is not enough, the message says the entry was empty.
+    let msg = gate.deny(&registry.reference("private/app:v1")).await;
+    assert!(
+        msg.contains(&format!(
+            "unauthorized: {host} refused anonymous access (the empty entry in docker config {} (auths key \"https://{host}/v1/\")); an empty auths entry means anonymous access (as for the container runtime): put the user and password or token for {host} in that secret",
+            config.display()
+        )),
+        "{msg}"
+    );
+}
+
+/// Registries the nodes pull with credentials imagegate cannot see (a kubelet
+/// credential provider), or through a mirror: `unauthorized` and `manifest unknown`
+/// follow onRegistryError, and the message says why.
+#[tokio::test]
+async fn node_credential_and_mirrored_registries_follow_on_registry_error() {
+    let registry = Registry::start(Kind::htpasswd("robot", "node-only")).await;
+    images::push_amd64(&registry, "team/app:v1").await;
+    let plain = Registry::start(Kind::Plain).await;
+    let host = registry.host();
+    let patterns = |p: &[String]| {
+        p.iter()
+            .map(|p| imagegate::credentials::RegistryPattern::parse(p).unwrap())
+            .collect()
+    };
+    let config = InspectorConfig {
+        node_credentials: patterns(std::slice::from_ref(&host)),
+        mirrors: patterns(&[plain.host()]),
+        ..InspectorConfig::default()
+    };
+    let registries = vec![settings_for(&registry, true), settings_for(&plain, false)];
+    let warn = PREFLIGHT.replace(
+        "preflight: true",
+        "preflight: true\n  onRegistryError: Warn",
+    );
+    let warning = Gate::new(&warn, registries.clone(), None, config.clone());
+    let denying = Gate::new(PREFLIGHT, registries.clone(), None, config);
+    let image = registry.reference("team/app:v1");
+    let (d, _) = warning.admit(&pod(&[&image], None)).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert!(
+        d.warnings[0].contains(&format!("unauthorized: {host} refused anonymous access"))
+            && d.warnings[0].contains(&format!("the nodes pull from {host} with credentials imagegate cannot see (it matches \"{host}\" in nodeCredentials of imagegate's configuration"))
+            && d.warnings[0].ends_with("(admitted because policy preflight has onRegistryError: Warn)"),
+        "{:?}",
+        d.warnings
+    );
+    let msg = denying.deny(&image).await;
+    assert!(
+        msg.contains("so the node's pull may still succeed: denied because policy preflight has onRegistryError: Deny (Warn admits such images with a warning)"),
+        "{msg}"
+    );
+    // A mirrored registry: the tag is not upstream, the mirror may have it.
+    let mirrored = plain.reference("library/nginx:1.27");
+    let (d, _) = warning.admit(&pod(&[&mirrored], None)).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert!(
+        d.warnings[0].contains("manifest unknown") && d.warnings[0].contains("through a mirror"),
+        "{:?}",
+        d.warnings
+    );
+    // Other registries are judged as before: a missing tag always denies.
+    let other = Gate::new(&warn, registries, None, InspectorConfig::default());
+    assert!(!other.admit(&pod(&[&mirrored], None)).await.0.allowed());
+}
+
+#[tokio::test]
+async fn pull_policy_never_asks_no_registry() {
+    let registry = Registry::start(Kind::Plain).await;
+    let gate = Gate::simple(vec![settings_for(&registry, false)]);
+    let missing = registry.reference("team/local-only:dev");
+    let mut p = pod(&[&missing], None);
+    p["spec"]["containers"][0]["imagePullPolicy"] = json!("Never");
+    registry.reset_counts();
+    let (d, _) = gate.admit(&p).await;
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert_eq!(registry.requests().len(), 0, "{:?}", registry.requests());
+    assert!(
+        d.not_checked[0].contains("imagePullPolicy: Never"),
+        "{:?}",
+        d.not_checked
+    );
+    // The same image pulled is looked up and denied.
+    p["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+    assert!(!gate.admit(&p).await.0.allowed());
+}
+
+/// When reading from the Kubernetes API server uses up the deadline, the denial
+/// blames it, not the registry (which is never asked).
+#[tokio::test]
+async fn a_slow_kubernetes_api_is_blamed_not_the_registry() {
+    let registry = Registry::start(Kind::Plain).await;
+    images::push_amd64(&registry, "team/app:v1").await;
+    let api = FakeApiServer::start().await;
+    api.add_service_account("team", "default", &[]);
+    api.add_node("n1", "amd64");
+    api.set_delay(Duration::from_secs(6));
+    let cluster = Arc::new(Cluster::new(api.client(), Duration::from_secs(30)));
+    let arch = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: arch}\nspec:\n  architectures: {}\n";
+    let mut gate = Gate::new(
+        arch,
+        vec![settings_for(&registry, false)],
+        Some(cluster),
+        InspectorConfig::default(),
+    );
+    gate.deadline = Duration::from_secs(2);
+    let image = registry.reference("team/app:v1");
+    registry.reset_counts();
+    let (d, w) = gate.admit(&pod(&[&image], Some("regcred"))).await;
+    assert!(!d.allowed());
+    let msg = d.denial_message(&w);
+    assert!(
+        msg.contains(&format!("timeout: reading Secret \"team/regcred\" from the Kubernetes API server took the whole admission deadline of 2.0 s, so the registry was not asked about \"{image}\"")),
+        "{msg}"
+    );
+    assert_eq!(registry.requests().len(), 0, "{:?}", registry.requests());
+    let facts = gate.facts(&image).await;
+    match &facts.images[&image] {
+        ImageFacts::Failed(f) => assert_eq!(f.kind, engine::FailureKind::KubernetesApi),
+        other => panic!("{other:?}"),
+    }
+    // Only the Node list is slow: the image is found, and where the pod may run is
+    // unknown because of the API server, which the denial says.
+    api.set_delay(Duration::ZERO);
+    api.set_node_delay(Duration::from_secs(6));
+    let msg = gate.deny(&image).await;
+    assert!(
+        msg.contains("cannot tell which architectures the pod may run on: listing the Nodes from the Kubernetes API server took the whole admission deadline of 2.0 s; the pod names none (nodeSelector kubernetes.io/arch) and policy arch requires none (architectures.require) [policy arch, rule architectures]"),
+        "{msg}"
+    );
+}

@@ -10,7 +10,7 @@ use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 use support::images::{self, Format};
-use support::kube::FakeApiServer;
+use support::kube::{FakeApiServer, node};
 use support::registry::{Kind, Registry};
 use support::token::{Grant, TokenFault, TokenServer, TokenServerConfig};
 
@@ -184,7 +184,7 @@ async fn architectures_from_the_clusters_nodes_deny_or_add_a_node_affinity() {
         .await;
     assert_eq!(r["allowed"], false, "{r}");
     let msg = r["status"]["message"].as_str().unwrap();
-    assert!(msg.contains("the image has no linux/arm64 variant (it has linux/amd64); the pod may run on arm64 nodes (from cluster nodes), where it would crash with \"exec format error\""), "{msg}");
+    assert!(msg.contains("the image has no linux/arm64 variant (it has linux/amd64); the pod may run on arm64 nodes (from the 2 of the cluster's 2 nodes the pod can be scheduled on), where it would crash with \"exec format error\""), "{msg}");
     assert!(api.count("/api/v1/nodes") >= 1);
 
     let multi = object(
@@ -277,6 +277,174 @@ async fn pull_secrets_are_read_through_the_kubernetes_api() {
     assert!(log.contains("policies loaded"), "the log was captured");
 }
 
+/// Where the pod can land, from Nodes read through the API: cordoned, tainted,
+/// Windows and label-excluded Nodes do not count; tolerations and selectors bring
+/// them back; a Pod UPDATE never gets an affinity patch.
+#[tokio::test]
+async fn architectures_from_the_nodes_the_pod_can_land_on() {
+    let registry = Registry::start(Kind::Plain).await;
+    images::push_amd64(&registry, "team/amd64-only:v1").await;
+    let client = images::client(&registry);
+    images::push_index(
+        &client,
+        &images::auth(&registry),
+        &images::reference(&registry, "team/linux-multi:v1"),
+        &[("linux", "amd64", None), ("linux", "arm64", None)],
+        Format::Oci,
+        false,
+    )
+    .await
+    .unwrap();
+    let api = FakeApiServer::start().await;
+    let add = |name: &str, arch: &str, os: &str, pool: &str, spec: Value| {
+        let mut n = node(name, arch, os);
+        n["metadata"]["labels"]["pool"] = json!(pool);
+        n["spec"]
+            .as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        api.add_node_object(n);
+    };
+    add("general-1", "amd64", "linux", "general", json!({}));
+    add(
+        "arm-1",
+        "arm64",
+        "linux",
+        "general",
+        json!({"taints": [{"key": "dedicated", "value": "arm", "effect": "NoSchedule"}]}),
+    );
+    add(
+        "arm-2",
+        "arm64",
+        "linux",
+        "general",
+        json!({"unschedulable": true, "taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}),
+    );
+    add(
+        "win-1",
+        "amd64",
+        "windows",
+        "general",
+        json!({"taints": [{"key": "os", "value": "windows", "effect": "NoExecute"}]}),
+    );
+    add("z-1", "s390x", "linux", "mainframe", json!({}));
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    api.kubeconfig(kubeconfig.path());
+    let deny = policy("arch", "namespaces: [team]\narchitectures: {}");
+    let mutate = policy(
+        "arch-affinity",
+        "namespaces: [mutating]\narchitectures:\n  onMismatch: AddNodeAffinity",
+    );
+    let ig = Imagegate::start_with(
+        &[("a.yaml", &deny), ("b.yaml", &mutate)],
+        Some(&insecure(&registry)),
+        Some(kubeconfig.path()),
+    )
+    .await;
+    let amd64 = registry.reference("team/amd64-only:v1");
+    let multi = registry.reference("team/linux-multi:v1");
+    let pod = |image: &str, extra: Value| {
+        let mut p = object("Pod", "web", &[("app", image)]);
+        p["spec"]
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let tolerate = |key: &str| json!({"tolerations": [{"key": key, "operator": "Exists"}], "nodeSelector": {"pool": "general"}});
+    let everything =
+        json!({"tolerations": [{"operator": "Exists"}], "nodeSelector": {"pool": "general"}});
+    // (case, image, pod extras, missing platforms or None for admitted)
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, Value, Option<&str>)> = vec![
+        ("tainted, cordoned, Windows (NoExecute) and other pools are out", &amd64, json!({"nodeSelector": {"pool": "general"}}), None),
+        ("without the selector the s390x pool is in", &amd64, json!({}), Some("no linux/s390x variant (it has linux/amd64); the pod may run on s390x nodes (from the 2 of the cluster's 5 nodes the pod can be scheduled on)")),
+        ("required affinity keeps it off the mainframe pool", &amd64, json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "NotIn", "values": ["mainframe"]}]}]}}}}), None),
+        ("tolerating the arm taint brings arm-1 in", &amd64, tolerate("dedicated"), Some("no linux/arm64 variant")),
+        ("tolerating everything brings the cordoned and Windows nodes in", &multi, everything.clone(), Some("no windows/amd64 variant (it has linux/amd64, linux/arm64); the pod may run on windows/amd64 nodes (from the 4 of the cluster's 5 nodes the pod can be scheduled on)")),
+        ("a Linux pod stays off Windows nodes", &multi, json!({"os": {"name": "linux"}, "tolerations": [{"operator": "Exists"}], "nodeSelector": {"pool": "general"}}), None),
+    ];
+    for (case, image, extra, missing) in cases {
+        let r = ig
+            .review(
+                "/validate",
+                &review("CREATE", &pod(image, extra), None, None),
+            )
+            .await;
+        match missing {
+            None => assert_eq!(r["allowed"], true, "{case}: {r}"),
+            Some(fragment) => {
+                assert_eq!(r["allowed"], false, "{case}");
+                let msg = r["status"]["message"].as_str().unwrap();
+                assert!(msg.contains(fragment), "{case}: {msg}");
+            }
+        }
+    }
+    // Listed once, in pages, and cached.
+    assert_eq!(api.count("/api/v1/nodes"), 1, "{:?}", api.requests());
+
+    // AddNodeAffinity: only the part of affinity that changes is patched, so the
+    // fields the API server sent that imagegate does not know survive.
+    let in_ns = |mut p: Value, ns: &str| {
+        p["metadata"]["namespace"] = json!(ns);
+        p
+    };
+    let anti = json!({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}, "futureAffinity": {"keep": true}}});
+    let created = in_ns(pod(&amd64, anti), "mutating");
+    let mut req = review("CREATE", &created, None, None);
+    req["request"]["namespace"] = json!("mutating");
+    let r = ig.review("/mutate", &req).await;
+    assert_eq!(
+        decoded_patch(&r),
+        json!([{"op": "add", "path": "/spec/affinity/nodeAffinity", "value": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}}]),
+        "{r}"
+    );
+    // A Pod UPDATE that changes the image: affinity is immutable, so no patch, and
+    // the validating webhook denies with the reason.
+    let old = in_ns(pod(&multi, json!({})), "mutating");
+    let changed = in_ns(pod(&amd64, json!({})), "mutating");
+    for path in ["/mutate", "/validate"] {
+        let mut req = review("UPDATE", &changed, Some(&old), None);
+        req["request"]["namespace"] = json!("mutating");
+        let r = ig.review(path, &req).await;
+        assert!(r.get("patch").is_none(), "{path}: {r}");
+        if path == "/validate" {
+            assert_eq!(r["allowed"], false);
+            let msg = r["status"]["message"].as_str().unwrap();
+            assert!(msg.contains("a Pod's spec cannot change after it is created, but for its images, so imagegate adds no node affinity to this request"), "{msg}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn pull_policy_never_is_not_looked_up_and_the_audit_says_so() {
+    let registry = Registry::start(Kind::Plain).await;
+    let ig = Imagegate::start_with(
+        &[("p.yaml", &policy("preflight", "preflight: true"))],
+        Some(&insecure(&registry)),
+        None,
+    )
+    .await;
+    let image = registry.reference("team/built-on-node:dev");
+    let mut pod = object("Pod", "web", &[("app", &image)]);
+    pod["spec"]["containers"][0]["imagePullPolicy"] = json!("Never");
+    registry.reset_counts();
+    let r = ig
+        .review("/validate", &review("CREATE", &pod, None, None))
+        .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(registry.requests().len(), 0, "{:?}", registry.requests());
+    let note = r["auditAnnotations"]["not-checked"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        note.starts_with(&format!("container \"app\" image \"{image}\": imagePullPolicy: Never, so the registry was not asked")),
+        "{r}"
+    );
+    ig.wait_for_log("\"action\":\"not checked\"").await;
+}
+
 /// A token with a line break makes oci-client panic; through the binary the
 /// admission is still answered (HTTP 200): denied under `onRegistryError: Deny`,
 /// admitted with a warning under `Warn`, on both endpoints, and the server keeps
@@ -319,7 +487,7 @@ async fn a_token_server_answering_a_token_with_a_line_break_gets_an_answer_not_a
     )
     .await;
     let image = registry.reference("team/app:v1");
-    let unusable = format!("the answer of {host} could not be used (its token");
+    let unusable = format!("unusable answer: the answer of {host} could not be used (its token");
 
     let pod = object("Pod", "web", &[("app", &image)]);
     let r = ig

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, PodSpec};
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, PodOS, PodSpec, Toleration};
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -45,6 +45,21 @@ pub struct ContainerImage {
     pub image: String,
     /// JSON pointer to the `image` field in the admitted object (for patches).
     pub pointer: String,
+    /// `imagePullPolicy: Never`: the kubelet never pulls the image, it must already
+    /// be on the node, so no registry is asked about it.
+    pub never_pulled: bool,
+}
+
+impl ContainerImage {
+    /// How messages name it: `container "app" image "nginx:1.25"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} \"{}\" image \"{}\"",
+            self.kind.noun(),
+            self.name,
+            self.image
+        )
+    }
 }
 
 /// A Pod, or a workload's pod template, as the engine sees it.
@@ -59,10 +74,14 @@ pub struct Workload {
     /// The images under review. On an UPDATE, only those that are new or changed.
     pub containers: Vec<ContainerImage>,
     /// The pod spec fields the rules read besides images, typed: `nodeSelector`,
-    /// `affinity`, `imagePullSecrets` and `serviceAccountName`. Nothing else is
-    /// read from the request (the containers are in `containers`); a rule that
-    /// needs another field adds it to `LeanPodSpec` in this module.
+    /// `affinity`, `tolerations`, `nodeName`, `os`, `imagePullSecrets` and
+    /// `serviceAccountName`. Nothing else is read from the request (the containers
+    /// are in `containers`): a rule that reads another field of `pod_spec` must add
+    /// it to `LeanPodSpec` in this module, or it reads the field's default.
     pub pod_spec: PodSpec,
+    /// The pod spec's `affinity` as the request carried it, so that a patch adds to
+    /// it without dropping fields the typed spec does not know.
+    pub raw_affinity: Option<Value>,
     /// What the request may change in the pod spec besides images.
     pub change: SpecChange,
 }
@@ -139,12 +158,14 @@ pub(crate) fn without_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// What makes a container unchanged across an UPDATE: the same kind, name and image.
+/// What makes a container unchanged across an UPDATE: the same kind, name and
+/// image, and whether it is pulled (`imagePullPolicy: Never` or not).
 #[derive(Debug, Clone, Hash)]
 struct Unchanged<'a> {
     kind: ContainerKind,
     name: Cow<'a, str>,
     image: Cow<'a, str>,
+    never_pulled: bool,
 }
 
 impl<'a> Unchanged<'a> {
@@ -153,6 +174,7 @@ impl<'a> Unchanged<'a> {
             kind: c.kind,
             name: Cow::Borrowed(&c.name),
             image: Cow::Borrowed(&c.image),
+            never_pulled: c.never_pulled,
         }
     }
 
@@ -167,9 +189,37 @@ impl<'a> Unchanged<'a> {
             kind,
             name: text(&c.name),
             image: text(&c.image),
+            never_pulled: c.never_pulled(),
         }
     }
+
+    /// Whether a container was there before, with the same image: an image that
+    /// was `imagePullPolicy: Never` and is now pulled counts as changed (it was
+    /// never looked up). At most two lookups.
+    fn was_in(mut self, before: &HashSet<Unchanged<'_>>) -> bool {
+        if self.never_pulled {
+            // Unchanged if it was there pulled or not.
+            if before.contains(&self) {
+                return true;
+            }
+            self.never_pulled = false;
+        }
+        before.contains(&self)
+    }
 }
+
+impl PartialEq for Unchanged<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(test)]
+        tests::COMPARISONS.with(|n| n.set(n.get() + 1));
+        self.kind == other.kind
+            && self.never_pulled == other.never_pulled
+            && self.name == other.name
+            && self.image == other.image
+    }
+}
+
+impl Eq for Unchanged<'_> {}
 
 /// The containers of an UPDATE's `oldObject`, as (kind, name, image), borrowed
 /// from the body: what [`Workload::from_raw_changed`] leaves out.
@@ -196,16 +246,6 @@ impl<'a> OldImages<'a> {
         Ok(Some(OldImages(set)))
     }
 }
-
-impl PartialEq for Unchanged<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        #[cfg(test)]
-        tests::COMPARISONS.with(|n| n.set(n.get() + 1));
-        self.kind == other.kind && self.name == other.name && self.image == other.image
-    }
-}
-
-impl Eq for Unchanged<'_> {}
 
 impl<'a> LeanPodSpec<'a> {
     /// The three container lists, in the order messages list them.
@@ -267,7 +307,25 @@ where
     F: Fn() -> D,
 {
     match LeanPodSpec::deserialize(de()) {
-        Ok(spec) => Ok(spec),
+        Ok(mut spec) => {
+            if let Some(raw) = spec.raw_affinity.as_ref().filter(|v| !v.is_null()) {
+                let typed = serde_path_to_error::deserialize::<_, Affinity>(raw).map_err(|e| {
+                    let mut reason = malformed_reason(pointer, Some(e.path()), e.inner());
+                    // `spec.nodeAffinity...` -> `spec.affinity.nodeAffinity...`
+                    let field = pointer.trim_start_matches('/').replace('/', ".");
+                    if let Some(rest) = reason.strip_prefix(&field) {
+                        reason = format!("{field}.affinity{rest}");
+                    }
+                    ObjectError::Malformed {
+                        kind: kind.to_string(),
+                        pointer,
+                        reason,
+                    }
+                })?;
+                spec.affinity = Some(typed);
+            }
+            Ok(spec)
+        }
         Err(plain) => {
             let reason = match serde_path_to_error::deserialize::<_, LeanPodSpec<'de>>(de()) {
                 Err(e) => malformed_reason(pointer, Some(e.path()), e.inner()),
@@ -303,8 +361,9 @@ pub fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
         .map(|(_, _, pointer)| *pointer)
 }
 
-/// The pod spec as imagegate reads it: the containers' names and images, and the
-/// four fields the rules read. Everything else is skipped unread ([`IgnoredAny`]):
+/// The pod spec as imagegate reads it: the containers' names, images and pull
+/// policies, and the fields the rules read (`nodeSelector`, `affinity`,
+/// `tolerations`, `nodeName`, `os`, `imagePullSecrets`, `serviceAccountName`). Everything else is skipped unread ([`IgnoredAny`]):
 /// the API server has validated the object against its schema, and a field
 /// imagegate does not read cannot change its decision. Strings are borrowed from
 /// the body where they hold no escapes.
@@ -321,15 +380,24 @@ struct LeanPodSpec<'a> {
     ephemeral_containers: Option<Vec<LeanContainer<'a>>>,
     #[serde(default)]
     node_selector: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+    /// Read as it is (a small tree) for patches that add to it, then typed.
+    #[serde(default, rename = "affinity")]
+    raw_affinity: Option<Value>,
+    #[serde(skip)]
     affinity: Option<Affinity>,
     #[serde(default)]
     image_pull_secrets: Option<Vec<LocalObjectReference>>,
     #[serde(default)]
     service_account_name: Option<String>,
+    #[serde(default)]
+    tolerations: Option<Vec<Toleration>>,
+    #[serde(default)]
+    node_name: Option<String>,
+    #[serde(default)]
+    os: Option<PodOS>,
 }
 
-/// A container as imagegate reads it: its name and image, nothing else.
+/// A container as imagegate reads it: its name, image and pull policy, nothing else.
 #[derive(Deserialize)]
 #[serde(expecting = "Container")]
 struct LeanContainer<'a> {
@@ -337,6 +405,15 @@ struct LeanContainer<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     image: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "imagePullPolicy")]
+    image_pull_policy: Option<Cow<'a, str>>,
+}
+
+impl LeanContainer<'_> {
+    /// `imagePullPolicy: Never`.
+    fn never_pulled(&self) -> bool {
+        self.image_pull_policy.as_deref() == Some("Never")
+    }
 }
 
 /// An object's `metadata`, as far as imagegate reads it.
@@ -469,7 +546,7 @@ impl Workload {
             namespace,
             meta,
             spec,
-            |k, c| old.is_none_or(|old| !old.0.contains(&Unchanged::lean(k, c))),
+            |k, c| old.is_none_or(|old| !Unchanged::lean(k, c).was_in(&old.0)),
         )))
     }
 
@@ -492,6 +569,7 @@ impl Workload {
                     name: c.name.as_deref().unwrap_or_default().to_string(),
                     image: c.image.as_deref().unwrap_or_default().to_string(),
                     pointer: format!("{pointer}/{}/{i}/image", kind.field()),
+                    never_pulled: c.never_pulled(),
                 });
             }
         }
@@ -512,22 +590,27 @@ impl Workload {
                 affinity: spec.affinity,
                 image_pull_secrets: spec.image_pull_secrets,
                 service_account_name: spec.service_account_name,
+                tolerations: spec.tolerations,
+                node_name: spec.node_name,
+                os: spec.os,
                 ..PodSpec::default()
             },
+            raw_affinity: spec.raw_affinity,
             change: SpecChange::Any,
         }
     }
 
     /// Keeps only the containers whose image is new or changed since `old`: an UPDATE
     /// that scales a Deployment or edits a label is not re-judged on images that were
-    /// admitted before.
+    /// admitted before. An image that was `imagePullPolicy: Never` and is now pulled
+    /// counts as changed: it was never looked up.
     ///
     /// Linear in the number of containers: the old ones go into a hash set once,
     /// and each new one is one lookup (an UPDATE may carry 100,000 containers).
     pub fn retain_changed(&mut self, old: &Workload) {
         let before: HashSet<Unchanged<'_>> = old.containers.iter().map(Unchanged::of).collect();
         self.containers
-            .retain(|c| !before.contains(&Unchanged::of(c)));
+            .retain(|c| !Unchanged::of(c).was_in(&before));
     }
 
     /// Keeps only the ephemeral containers (the `pods/ephemeralcontainers` subresource),
@@ -720,6 +803,11 @@ mod tests {
         w.retain_changed(&old);
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["app", "debug"]);
+        assert_eq!(
+            w.change,
+            SpecChange::Any,
+            "set by the review, not the object"
+        );
         w.retain_ephemeral();
         let names: Vec<_> = w.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["debug"]);
@@ -813,6 +901,32 @@ mod tests {
         dup.retain_changed(&old);
         assert!(dup.containers.is_empty());
         assert!(COMPARISONS.with(|c| c.get()) <= 22_000);
+    }
+
+    #[test]
+    fn pull_policy_never_and_raw_affinity_are_kept() {
+        let spec = |policy: &str| {
+            json!({"spec": {"affinity": {"nodeAffinity": {}, "futureField": {"x": 1}},
+                "containers": [{"name": "app", "image": "nginx:1.25", "imagePullPolicy": policy}]}})
+        };
+        let read = |v: &Value| Workload::from_object("", "Pod", "ns", v).unwrap().unwrap();
+        let never = read(&spec("Never"));
+        assert!(never.containers[0].never_pulled);
+        assert_eq!(
+            never.raw_affinity,
+            Some(json!({"nodeAffinity": {}, "futureField": {"x": 1}})),
+            "fields the typed spec drops are kept"
+        );
+        for policy in ["Always", "IfNotPresent", "never"] {
+            assert!(!read(&spec(policy)).containers[0].never_pulled, "{policy}");
+        }
+        // Never -> pulled is a change; pulled -> Never is not.
+        let mut now_pulled = read(&spec("IfNotPresent"));
+        now_pulled.retain_changed(&never);
+        assert_eq!(now_pulled.containers.len(), 1);
+        let mut now_never = read(&spec("Never"));
+        now_never.retain_changed(&read(&spec("Always")));
+        assert!(now_never.containers.is_empty());
     }
 
     #[test]

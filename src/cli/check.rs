@@ -57,6 +57,9 @@ struct Report {
     objects_checked: usize,
     denied: usize,
     findings: Vec<Finding>,
+    /// Rules not evaluated offline, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<String>,
 }
 
 /// Exit codes: 0 nothing an Enforce policy denies, 1 something is denied, 2 the
@@ -100,6 +103,9 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     f.rule
                 );
             }
+            for note in &report.skipped {
+                eprintln!("note: {note}");
+            }
             eprintln!(
                 "{} object(s) checked, {} denied, {} finding(s)",
                 report.objects_checked,
@@ -118,6 +124,12 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 /// Every object of every file, judged.
 fn evaluate(args: &CheckArgs, policies: &crate::policy::PolicySet) -> anyhow::Result<Report> {
     let mut report = Report::default();
+    for p in policies.policies.iter().filter(|p| p.signatures.is_some()) {
+        report.skipped.push(format!(
+            "policy {}: signature and attestation rules skipped: `check` is offline and fetches no signatures; the webhook verifies them against each image's digest",
+            p.name
+        ));
+    }
     for file in &args.files {
         let text = read(file)?;
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text)

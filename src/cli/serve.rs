@@ -10,10 +10,11 @@ use anyhow::Context;
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
-use crate::config::Settings;
+use crate::config::{Settings, WebhookConfig};
 use crate::inspector::Inspector;
 use crate::registry::RegistryClient;
-use crate::server::{self, ServeConfig};
+use crate::server::{self, ConfigReload, FileSnapshot, Lookups, ServeConfig};
+use crate::telemetry::Telemetry;
 
 const DEFAULT_CERT: &str = "certs/tls.crt";
 const DEFAULT_KEY: &str = "certs/tls.key";
@@ -46,16 +47,24 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "IMAGEGATE_RELOAD_INTERVAL", default_value_t = 2.0)]
     reload_interval: f64,
     /// The webhook configuration file: registries (CA bundles, plain HTTP), pull
-    /// secrets, docker config, caches and the lookup deadline. See README.
+    /// secrets, docker config, registries pulled with node credentials or through
+    /// mirrors, caches and the lookup deadline. Reloaded when it, a caFile or the
+    /// dockerConfig changes. See README.
     #[arg(long, env = "IMAGEGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Read pull secrets, ServiceAccounts and Nodes from the Kubernetes API (in
     /// cluster, or through KUBECONFIG). `false` leaves them out.
     #[arg(long, env = "IMAGEGATE_KUBERNETES", default_value_t = true, action = clap::ArgAction::Set)]
     kubernetes: bool,
-    /// Seconds in-flight requests get to finish after SIGTERM.
+    /// Seconds in-flight requests get to finish after the listener closes.
     #[arg(long, env = "IMAGEGATE_DRAIN_TIMEOUT", default_value_t = 25.0)]
     drain_timeout: f64,
+    /// Seconds to keep accepting after SIGTERM, with /readyz answering 503, before
+    /// the listener closes: the time the Service's endpoints and the API server
+    /// take to stop sending to this pod. Keep terminationGracePeriodSeconds above
+    /// this plus --drain-timeout.
+    #[arg(long, env = "IMAGEGATE_SHUTDOWN_GRACE", default_value_t = 5.0)]
+    shutdown_grace: f64,
 }
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -72,12 +81,18 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             key.unwrap_or_else(|| DEFAULT_KEY.into()),
         ),
     };
-    let settings = match &args.config {
-        Some(path) => crate::config::WebhookConfig::load(path)?,
-        None => crate::config::Settings::default(),
+    let (settings, baseline) = match &args.config {
+        Some(path) => {
+            // The reloader's baseline is read before the settings that run: a change
+            // that lands in between is then seen as a change. (The first load only
+            // says which files the configuration names.)
+            let files = WebhookConfig::load(path)?.files;
+            let baseline = FileSnapshot::read(&files);
+            (WebhookConfig::load(path)?, baseline)
+        }
+        None => (Settings::default(), FileSnapshot::default()),
     };
     let config = ServeConfig {
-        deadline: settings.deadline,
         listen: args.listen,
         policies: args.policies,
         tls_cert,
@@ -86,33 +101,60 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         health_listen: args.health_listen,
         reload_interval: Duration::from_secs_f64(args.reload_interval.max(0.05)),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout.max(0.0)),
+        shutdown_grace: Duration::from_secs_f64(args.shutdown_grace.max(0.0)),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let drain = config.drain_timeout;
-        let inspector = inspector(&settings, args.kubernetes).await?;
-        let running = server::start(config, inspector).await?;
+        let (grace, drain) = (config.shutdown_grace, config.drain_timeout);
+        let client = match args.kubernetes {
+            true => kubernetes_client().await,
+            false => None,
+        };
+        let telemetry = Telemetry::default();
+        let lookups = build_lookups(&settings, client.clone(), telemetry.clone())?;
+        let reload = args.config.map(|path| ConfigReload {
+            path,
+            files: settings.files.clone(),
+            baseline,
+            build: Box::new(move |path: &Path| {
+                let settings = WebhookConfig::load(path).map_err(|e| e.to_string())?;
+                let lookups = build_lookups(&settings, client.clone(), telemetry.clone())
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok((lookups, settings.files))
+            }),
+        });
+        let running = server::start(config, lookups, reload).await?;
         shutdown_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        running.shutdown(drain).await;
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            drain_seconds = drain.as_secs_f64(),
+            "shutting down"
+        );
+        running.shutdown(grace, drain).await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// The wiring: the registry client, the cluster reader and the inspector over them.
-async fn inspector(settings: &Settings, kubernetes: bool) -> anyhow::Result<Inspector> {
-    let cluster = if kubernetes {
-        kubernetes_client()
-            .await
-            .map(|client| Arc::new(Cluster::new(client, settings.kubernetes_cache)))
-    } else {
-        None
-    };
-    Ok(Inspector::new(
+/// The wiring: the registry client, the cluster reader and the inspector over them,
+/// from `settings`; built at start and again on every configuration change.
+fn build_lookups(
+    settings: &Settings,
+    client: Option<kube::Client>,
+    telemetry: Telemetry,
+) -> anyhow::Result<Lookups> {
+    let cluster = client.map(|client| {
+        Arc::new(Cluster::new(client, settings.kubernetes_cache).with_telemetry(telemetry.clone()))
+    });
+    let inspector = Inspector::new(
         RegistryClient::new(settings.registry.clone()),
         cluster,
         settings.inspector.clone(),
-    )?)
+    )?
+    .with_telemetry(telemetry);
+    Ok(Lookups {
+        inspector,
+        deadline: settings.deadline,
+    })
 }
 
 /// A Kubernetes client from the pod's service account or `KUBECONFIG`, when there is one.

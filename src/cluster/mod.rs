@@ -1,20 +1,34 @@
-//! Reads from the Kubernetes API: pull secrets, ServiceAccounts and the
-//! architectures of Nodes. The one place imagegate talks to the API server; every
-//! read is cached briefly (Secrets and ServiceAccounts bounded in bytes: they come
-//! from users) and identical reads in flight are coalesced.
+//! Reads from the Kubernetes API: pull secrets, ServiceAccounts and Nodes. The one
+//! place imagegate talks to the API server; every read is cached briefly (Secrets
+//! and ServiceAccounts bounded in bytes: they come from users) and identical reads
+//! in flight are coalesced.
+//!
+//! Nodes are listed in pages of [`NODE_PAGE`], and of each only what decides where a
+//! pod can land is kept ([`crate::platform::Node`]: name, labels, `NoSchedule` and
+//! `NoExecute` taints, the cordon), never its status or image list. The kept list
+//! is bounded in bytes ([`NODE_BYTES`]): a cluster whose Nodes need more is an
+//! error, and the architectures then come from the pod or the policy.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Node as K8sNode, Secret, ServiceAccount};
 use kube::Api;
 use kube::api::ListParams;
 use moka::future::Cache;
 
 use crate::credentials::{DockerConfig, parse_docker_config};
+use crate::platform::{Node, Taint, TaintEffect};
+use crate::telemetry::{Fact, Telemetry};
 
-use crate::platform::ARCH_LABEL;
+/// Nodes asked for per list request.
+pub const NODE_PAGE: u32 = 100;
+/// The most memory the kept Node list may take (estimated, see
+/// [`Node::weight`]): about 20,000 Nodes with ordinary labels.
+pub const NODE_BYTES: usize = 16 << 20;
+/// The most list pages read (an API server that keeps answering with a continue
+/// token and no Nodes cannot keep imagegate reading).
+const MAX_NODE_PAGES: usize = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot read {what}: {message}")]
@@ -67,7 +81,9 @@ pub struct Cluster {
     client: kube::Client,
     secrets: Cache<(String, String), PullSecret>,
     service_accounts: Cache<(String, String), Arc<Vec<String>>>,
-    nodes: Cache<(), Arc<BTreeSet<String>>>,
+    nodes: Cache<(), Arc<Vec<Node>>>,
+    node_bytes: usize,
+    telemetry: Telemetry,
 }
 
 impl Cluster {
@@ -96,7 +112,21 @@ impl Cluster {
                 .max_capacity(1)
                 .time_to_live(ttl * 2)
                 .build(),
+            node_bytes: NODE_BYTES,
+            telemetry: Telemetry::default(),
         }
+    }
+
+    /// Counts cache hits and misses in `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Bounds the kept Node list to `bytes` (default [`NODE_BYTES`]).
+    pub fn with_node_bytes(mut self, bytes: usize) -> Self {
+        self.node_bytes = bytes;
+        self
     }
 
     /// The docker config of a pull secret, or `None` when it does not exist or is
@@ -126,8 +156,10 @@ impl Cluster {
     ) -> Result<PullSecret, ClusterError> {
         let key = (namespace.to_string(), name.to_string());
         let client = self.client.clone();
-        self.secrets
-            .try_get_with(key, async move {
+        let entry = self
+            .secrets
+            .entry(key)
+            .or_try_insert_with(async move {
                 let api: Api<Secret> = Api::namespaced(client, namespace);
                 let secret = api.get_opt(name).await.map_err(|e| ClusterError {
                     what: format!("Secret \"{namespace}/{name}\""),
@@ -152,7 +184,10 @@ impl Cluster {
                     Err(e) => PullSecret::Invalid(e.to_string()),
                 })
             })
-            .await
+            .await;
+        self.count(Fact::Secret, &entry);
+        entry
+            .map(|e| e.into_value())
             .map_err(|e: Arc<ClusterError>| (*e).clone())
     }
 
@@ -164,8 +199,10 @@ impl Cluster {
     ) -> Result<Arc<Vec<String>>, ClusterError> {
         let key = (namespace.to_string(), name.to_string());
         let client = self.client.clone();
-        self.service_accounts
-            .try_get_with(key, async move {
+        let entry = self
+            .service_accounts
+            .entry(key)
+            .or_try_insert_with(async move {
                 let api: Api<ServiceAccount> = Api::namespaced(client, namespace);
                 let sa = api.get_opt(name).await.map_err(|e| ClusterError {
                     what: format!("ServiceAccount \"{namespace}/{name}\""),
@@ -180,31 +217,88 @@ impl Cluster {
                     .collect();
                 Ok(Arc::new(names))
             })
-            .await
+            .await;
+        self.count(Fact::ServiceAccount, &entry);
+        entry
+            .map(|e| e.into_value())
             .map_err(|e: Arc<ClusterError>| (*e).clone())
     }
 
-    /// The `kubernetes.io/arch` values of the cluster's Nodes (metadata only).
-    pub async fn node_architectures(&self) -> Result<Arc<BTreeSet<String>>, ClusterError> {
+    /// The cluster's Nodes, as much of each as decides where a pod can land.
+    pub async fn nodes(&self) -> Result<Arc<Vec<Node>>, ClusterError> {
         let client = self.client.clone();
-        self.nodes
-            .try_get_with((), async move {
-                let api: Api<Node> = Api::all(client);
-                let nodes = api
-                    .list_metadata(&ListParams::default())
-                    .await
-                    .map_err(|e| ClusterError {
-                        what: "Nodes".into(),
-                        message: e.to_string(),
-                    })?;
-                let archs = nodes
-                    .items
-                    .iter()
-                    .filter_map(|n| n.metadata.labels.as_ref()?.get(ARCH_LABEL).cloned())
-                    .collect();
-                Ok(Arc::new(archs))
-            })
-            .await
+        let budget = self.node_bytes;
+        let entry = self
+            .nodes
+            .entry(())
+            .or_try_insert_with(async move { list_nodes(client, budget).await.map(Arc::new) })
+            .await;
+        self.count(Fact::Nodes, &entry);
+        entry
+            .map(|e| e.into_value())
             .map_err(|e: Arc<ClusterError>| (*e).clone())
+    }
+
+    fn count<V, E>(&self, fact: Fact, entry: &Result<moka::Entry<impl Sized, V>, E>) {
+        let hit = entry.as_ref().is_ok_and(|e| !e.is_fresh());
+        self.telemetry.cache(fact, hit);
+    }
+}
+
+/// Lists every Node, page by page, keeping the compact form within `budget` bytes.
+async fn list_nodes(client: kube::Client, budget: usize) -> Result<Vec<Node>, ClusterError> {
+    let api: Api<K8sNode> = Api::all(client);
+    let error = |message: String| ClusterError {
+        what: "Nodes".into(),
+        message,
+    };
+    let mut nodes = Vec::new();
+    let mut bytes = 0usize;
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_NODE_PAGES {
+        let mut params = ListParams::default().limit(NODE_PAGE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = api.list(&params).await.map_err(|e| error(e.to_string()))?;
+        for node in page.items {
+            let node = compact(node);
+            bytes += node.weight();
+            if bytes > budget {
+                return Err(error(format!(
+                    "the Nodes take more than {budget} bytes even with only their labels and taints kept; imagegate judges architectures from the pod or the policy instead"
+                )));
+            }
+            nodes.push(node);
+        }
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(next) => token = Some(next),
+            None => return Ok(nodes),
+        }
+    }
+    Err(error(format!(
+        "the Node list did not end after {MAX_NODE_PAGES} pages"
+    )))
+}
+
+/// What imagegate keeps of a Node.
+fn compact(node: K8sNode) -> Node {
+    let spec = node.spec.unwrap_or_default();
+    Node {
+        name: node.metadata.name.unwrap_or_default(),
+        labels: node.metadata.labels.unwrap_or_default(),
+        taints: spec
+            .taints
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| {
+                Some(Taint {
+                    effect: TaintEffect::parse(&t.effect)?,
+                    key: t.key,
+                    value: t.value.unwrap_or_default(),
+                })
+            })
+            .collect(),
+        unschedulable: spec.unschedulable.unwrap_or(false),
     }
 }

@@ -105,10 +105,22 @@ pub struct Credential {
 }
 
 impl Credential {
+    /// Whether this is an empty entry (`{"https://index.docker.io/v1/":{}}`, which
+    /// `kubectl create secret --from-file` often writes): no user and no password.
+    /// containerd pulls anonymously with it, and so does imagegate: it is never sent
+    /// as empty Basic credentials.
+    pub fn is_anonymous(&self) -> bool {
+        self.username.is_empty() && self.password.is_empty()
+    }
+
     /// A message-safe description, e.g. `user "robot$ci" from pod imagePullSecret
-    /// "team/regcred" (auths key "https://harbor.example.com")`.
+    /// "team/regcred" (auths key "https://harbor.example.com")`, or for an empty entry
+    /// `the empty entry in pod imagePullSecret "team/regcred" (auths key ...)`.
     pub fn describe(&self) -> String {
         let (user, key) = (&self.username, &self.key);
+        if self.is_anonymous() {
+            return format!("the empty entry in {} (auths key {key:?})", self.source);
+        }
         format!("user {user:?} from {} (auths key {key:?})", self.source)
     }
 }
@@ -393,6 +405,64 @@ impl ParsedKey {
     }
 }
 
+/// An image's registry and repository, split the way [`ParsedKey::matches`] reads them.
+struct Target {
+    registry: String,
+    path: String,
+}
+
+impl Target {
+    fn new(registry: &str, repository: &str) -> Target {
+        Target {
+            registry: normalize_host(registry),
+            path: format!("/{}", repository.trim_start_matches('/')),
+        }
+    }
+
+    fn matched_by(&self, key: &ParsedKey) -> bool {
+        let (host, port) = split_host_port(&self.registry);
+        let labels: Vec<&str> = host.split('.').collect();
+        key.matches(port, &labels, &self.path)
+    }
+}
+
+/// A registry pattern written like an `auths` key or a kubelet credential
+/// provider's `matchImages` entry, and matched exactly like an auths key: host
+/// labels may be globs (`*.dkr.ecr.*.amazonaws.com`), a port must be equal, and an
+/// optional path is a prefix of the repository (`harbor.example.com/team`). Used for
+/// the registries the nodes pull with credentials imagegate cannot see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryPattern {
+    source: String,
+    key: ParsedKey,
+}
+
+impl RegistryPattern {
+    /// `None` for a pattern the kubelet would ignore (a bad port, a space in the
+    /// host, a control character).
+    pub fn parse(pattern: &str) -> Option<RegistryPattern> {
+        let trimmed = pattern.trim();
+        if trimmed.is_empty() {
+            return None;
+        }
+        Some(RegistryPattern {
+            source: pattern.to_string(),
+            key: parse_key(trimmed).filter(|k| !k.host.is_empty())?,
+        })
+    }
+
+    /// Whether an image of `registry` (normalized host\[:port\]) and `repository`
+    /// matches.
+    pub fn matches(&self, registry: &str, repository: &str) -> bool {
+        Target::new(registry, repository).matched_by(&self.key)
+    }
+
+    /// The pattern as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Source {
     label: String,
@@ -435,16 +505,11 @@ impl Keyring {
     /// pair is dropped. `registry` is the normalized host\[:port\] (`docker.io`,
     /// `harbor.example.com:8443`), `repository` the path (`library/nginx`).
     pub fn lookup(&self, registry: &str, repository: &str) -> Vec<Credential> {
-        let registry = normalize_host(registry);
-        let (host, port) = split_host_port(&registry);
-        let labels: Vec<&str> = host.split('.').collect();
-        let path = format!("/{}", repository.trim_start_matches('/'));
+        let target = Target::new(registry, repository);
         let mut found: Vec<Credential> = Vec::new();
         for source in &self.sources {
             for (key, entry) in &source.entries {
-                let matched = key
-                    .as_ref()
-                    .is_some_and(|k| k.matches(port, &labels, &path));
+                let matched = key.as_ref().is_some_and(|k| target.matched_by(k));
                 let same = |c: &Credential| {
                     (&c.username, &c.password) == (&entry.username, &entry.password)
                 };
@@ -712,6 +777,64 @@ mod tests {
             (POD, "*.example.com"), (NODE, "https://harbor.example.com"), (NODE, "harbor.example.com"),
             (NODE, "harbor.example.com"), (NODE, "https://index.docker.io/v1/"),
         ]);
+    }
+
+    #[test]
+    fn registry_patterns_match_like_auths_keys() {
+        // (pattern, image registry/repository, matches)
+        #[rustfmt::skip]
+        let cases = [
+            ("*.dkr.ecr.*.amazonaws.com", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app", true),
+            ("*.dkr.ecr.*.amazonaws.com", "123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.com/app", false),
+            ("*.dkr.ecr.*.amazonaws.com", "dkr.ecr.eu-west-1.amazonaws.com/app", false),
+            ("harbor.example.com", "harbor.example.com/team/app", true),
+            ("harbor.example.com", "harbor.example.com:8443/team/app", false),
+            ("harbor.example.com/team", "harbor.example.com/team/app", true),
+            ("harbor.example.com/team", "harbor.example.com/other/app", false),
+            ("*-docker.pkg.dev", "europe-docker.pkg.dev/p/r/app", true),
+            ("docker.io", "docker.io/library/nginx", true),
+            ("index.docker.io", "docker.io/library/nginx", true),
+        ];
+        for (pattern, image, want) in cases {
+            let (registry, repository) = image.split_once('/').unwrap();
+            let p = RegistryPattern::parse(pattern).unwrap();
+            assert_eq!(
+                p.matches(registry, repository),
+                want,
+                "{pattern} vs {image}"
+            );
+            assert_eq!(p.source(), pattern);
+        }
+        for bad in ["", "  ", "localhost:abc", "harbor example.com", "https://"] {
+            assert!(RegistryPattern::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_entry_is_anonymous() {
+        let config =
+            parse_docker_config(br#"{"auths":{"https://index.docker.io/v1/":{}}}"#).unwrap();
+        let mut keyring = Keyring::new();
+        keyring.add(&config, POD);
+        let found = keyring.lookup("docker.io", "library/nginx");
+        assert_eq!(found.len(), 1);
+        assert!(found[0].is_anonymous());
+        assert_eq!(
+            found[0].describe(),
+            r#"the empty entry in pod imagePullSecret "team/regcred" (auths key "https://index.docker.io/v1/")"#
+        );
+        let user = config_entry("u", "");
+        assert!(!user.is_anonymous());
+        assert!(!config_entry("", "token").is_anonymous());
+    }
+
+    fn config_entry(username: &str, password: &str) -> Credential {
+        Credential {
+            username: username.into(),
+            password: password.into(),
+            source: POD.into(),
+            key: "r.io".into(),
+        }
     }
 
     #[test]

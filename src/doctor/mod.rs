@@ -771,10 +771,16 @@ impl Doctor {
         let (archs, from): (BTreeSet<String>, String) = if !opts.arch.is_empty() {
             (opts.arch.iter().cloned().collect(), "--arch".into())
         } else if let Some(cluster) = &self.cluster {
-            match clock.run(cluster.node_architectures()).await {
-                Timed::Done(Ok(a), _) if !a.is_empty() => {
-                    (a.as_ref().clone(), "the cluster's Nodes".into())
-                }
+            let archs = async {
+                cluster.nodes().await.map(|nodes| {
+                    nodes
+                        .iter()
+                        .filter_map(|n| n.arch().map(str::to_string))
+                        .collect::<BTreeSet<String>>()
+                })
+            };
+            match clock.run(archs).await {
+                Timed::Done(Ok(a), _) if !a.is_empty() => (a, "the cluster's Nodes".into()),
                 Timed::Done(Ok(_), _) => {
                     return Step::new(
                         "platforms",
@@ -1191,21 +1197,9 @@ async fn rate_limit(
         .send();
     match clock.run(head).await {
         Timed::Done(Ok(resp), took) => {
-            let found: Vec<String> = [
-                "ratelimit-limit",
-                "ratelimit-remaining",
-                "retry-after",
-                "docker-ratelimit-source",
-            ]
-            .iter()
-            .filter_map(|name| {
-                let v = resp.headers().get(*name)?.to_str().ok()?;
-                Some(format!(
-                    "{name}: {}",
-                    v.chars().take(100).collect::<String>()
-                ))
-            })
-            .collect();
+            let found: Vec<String> = registry::rate_limit_headers(resp.headers())
+                .map(|joined| joined.split(", ").map(str::to_string).collect())
+                .unwrap_or_default();
             let status = resp.status().as_u16();
             let mut step = if status == 429 {
                 let e = RegistryError::new(FailureKind::RateLimited, found.join(", "));

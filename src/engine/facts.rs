@@ -2,10 +2,12 @@
 //! the engine needs gathered for a workload.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::{Version, governs};
 use crate::admission::Workload;
-use crate::platform::Platform;
+use crate::platform::{Node, Platform};
+use crate::policy::signatures::Verifier;
 use crate::policy::{Mode, PolicySet};
 use crate::reference::ImageRef;
 
@@ -14,10 +16,111 @@ use crate::reference::ImageRef;
 pub struct Facts {
     /// By image, as written in the pod spec.
     pub images: HashMap<String, ImageFacts>,
-    /// The `kubernetes.io/arch` values of the cluster's Nodes, when known.
-    pub node_architectures: Option<BTreeSet<String>>,
+    /// The cluster's Nodes, when they were needed and imagegate reads the
+    /// Kubernetes API.
+    pub nodes: Option<ClusterNodes>,
     /// The pull secrets the policies name, and the ServiceAccount's.
     pub pull_secrets: PullSecretFacts,
+    /// Signature facts, by image (as written) and authority-set id
+    /// ([`crate::policy::signatures::Verifier::id`]). Empty offline.
+    pub signatures: HashMap<(String, u64), SignatureFacts>,
+    /// The time the facts were gathered (Unix seconds), for `maxAge`.
+    pub now: Option<i64>,
+}
+
+/// What the inspector found about the signatures of one image digest for one set of
+/// authorities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignatureFacts {
+    /// The digest verified against (never a tag).
+    pub digest: String,
+    /// Where the inspector looked, in order (`referrers API`, `sha256-<hex>`,
+    /// `sha256-<hex>.sig`, `sha256-<hex>.att`).
+    pub looked_in: Vec<String>,
+    /// How many pieces of signature material were found and verified.
+    pub materials: usize,
+    /// Lookups that failed on the way (a registry error on one location); material
+    /// may hide behind them.
+    pub errors: Vec<String>,
+    /// Why nothing could be verified at all (the deadline passed, ...).
+    pub unavailable: Option<String>,
+    /// By authority name.
+    pub authorities: BTreeMap<String, AuthorityFacts>,
+}
+
+/// What one authority verified on one image.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthorityFacts {
+    /// Whether it verified at least one signature (not only attestations).
+    pub signature_verified: bool,
+    /// The failure that says most, when some material did not verify.
+    pub failure: Option<SignatureFailure>,
+    /// The attestations it verified.
+    pub statements: Vec<Statement>,
+}
+
+/// Why material did not verify, as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureFailure {
+    pub kind: SignatureFailureKind,
+    /// What failed, for the application team.
+    pub message: String,
+}
+
+/// The class of a signature failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFailureKind {
+    /// Unreadable, too large or an unsupported format.
+    Malformed,
+    /// Signed by another key, or the signature does not verify.
+    WrongKey,
+    /// The content was changed after signing.
+    Tampered,
+    /// The certificate's subject or issuer is not the authority's.
+    IdentityMismatch,
+    /// The certificate does not chain, has expired, or its time is not proven.
+    Certificate,
+    /// The transparency log entry or timestamp is missing, untrusted or does not
+    /// match.
+    Log,
+    /// The signature is for another digest, repository or annotations.
+    Mismatch,
+    /// Something imagegate does not verify (README: "Not supported").
+    NotSupported,
+}
+
+impl SignatureFailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFailureKind::Malformed => "malformed",
+            SignatureFailureKind::WrongKey => "wrong-key",
+            SignatureFailureKind::Tampered => "tampered",
+            SignatureFailureKind::IdentityMismatch => "identity-mismatch",
+            SignatureFailureKind::Certificate => "certificate",
+            SignatureFailureKind::Log => "log",
+            SignatureFailureKind::Mismatch => "mismatch",
+            SignatureFailureKind::NotSupported => "not-supported",
+        }
+    }
+}
+
+/// A verified in-toto statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub predicate_type: String,
+    /// The predicate; `None` when it was over the verifier's size limit.
+    pub predicate: Option<std::sync::Arc<serde_json::Value>>,
+    /// Its size as signed.
+    pub predicate_bytes: usize,
+}
+
+/// What the Kubernetes API said about the cluster's Nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterNodes {
+    /// What imagegate keeps of each Node (labels, taints, cordon).
+    Listed(Arc<Vec<Node>>),
+    /// They could not be read (the message says why: an error, or the deadline).
+    Unavailable(String),
 }
 
 /// What the cluster says about the pull secrets the policies name for a workload.
@@ -93,6 +196,51 @@ pub enum TagCheck {
 pub struct LookupFailure {
     pub kind: FailureKind,
     pub message: String,
+    /// Why the node may pull what imagegate could not (then even `manifest unknown`
+    /// and `unauthorized` follow `onRegistryError`).
+    pub node_view: Option<NodeView>,
+}
+
+impl LookupFailure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> LookupFailure {
+        LookupFailure {
+            kind,
+            message: message.into(),
+            node_view: None,
+        }
+    }
+
+    /// Whether the node's pull is certain to fail the same way.
+    pub fn is_definitive(&self) -> bool {
+        self.kind.is_definitive() && self.node_view.is_none()
+    }
+}
+
+/// Why imagegate's view of a registry is not the node's (from the webhook's
+/// configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeView {
+    /// The nodes pull from registries matching `pattern` with credentials imagegate
+    /// cannot see: a kubelet credential provider (ECR, GAR, ACR) or the node's own
+    /// `config.json` (`nodeCredentials`).
+    NodeCredentials { pattern: String },
+    /// The nodes' container runtime pulls registries matching `pattern` through a
+    /// mirror (`mirrors`).
+    Mirror { pattern: String },
+}
+
+impl NodeView {
+    /// Why the node's pull may still work, for messages.
+    pub fn explain(&self, registry: &str) -> String {
+        match self {
+            NodeView::NodeCredentials { pattern } => format!(
+                "the nodes pull from {registry} with credentials imagegate cannot see (it matches \"{pattern}\" in nodeCredentials of imagegate's configuration: a kubelet credential provider or the node's own config.json), so the node's pull may still succeed"
+            ),
+            NodeView::Mirror { pattern } => format!(
+                "the nodes pull {registry} through a mirror (it matches \"{pattern}\" in mirrors of imagegate's configuration), which may hold this image and grant access the registry itself does not, so the node's pull may still succeed"
+            ),
+        }
+    }
 }
 
 /// What the inspector must find out for one workload.
@@ -100,8 +248,8 @@ pub struct LookupFailure {
 pub struct Needs {
     /// Images to look up (as written), and whether their platforms are needed.
     pub images: BTreeMap<String, bool>,
-    /// Whether the architectures of the cluster's Nodes are needed.
-    pub node_architectures: bool,
+    /// Whether the cluster's Nodes are needed (where the pod can land).
+    pub nodes: bool,
     /// Pull secrets `requirePullSecret` checks, with the images (as written) each
     /// must have an `auths` entry for.
     pub pull_secrets: BTreeMap<String, BTreeSet<String>>,
@@ -111,15 +259,19 @@ pub struct Needs {
     /// Pull secrets imagegate adds to the pod (now, or to its Pods when they are
     /// created), in order: the node will pull with them, so the lookups use them too.
     pub injected_pull_secrets: Vec<String>,
+    /// Images (as written) whose signatures must be verified, by authority set: the
+    /// compiled authorities to verify with.
+    pub signatures: BTreeMap<(String, u64), Arc<Verifier>>,
 }
 
 impl Needs {
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
-            && !self.node_architectures
+            && !self.nodes
             && self.pull_secrets.is_empty()
             && !self.service_account
             && self.injected_pull_secrets.is_empty()
+            && self.signatures.is_empty()
     }
 }
 
@@ -136,6 +288,10 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
         return needs;
     }
     for container in &workload.containers {
+        // `imagePullPolicy: Never`: the node never pulls it, so no registry is asked.
+        if container.never_pulled {
+            continue;
+        }
         let Ok(image) = ImageRef::parse_cached(&container.image) else {
             continue;
         };
@@ -151,11 +307,13 @@ pub fn needs(policies: &PolicySet, workload: &Workload) -> Needs {
             let platforms = policy.architectures.is_some();
             let entry = needs.images.entry(container.image.clone()).or_insert(false);
             *entry |= platforms;
-            if platforms {
-                needs.node_architectures |=
-                    crate::platform::pod_arch_requirement(&workload.pod_spec)
-                        .is_none_or(|r| r.allowed.is_none());
+            if let Some(sig) = &policy.signatures {
+                needs
+                    .signatures
+                    .entry((container.image.clone(), sig.verifier.id))
+                    .or_insert_with(|| sig.verifier.clone());
             }
+            needs.nodes |= platforms;
         }
     }
     needs
@@ -198,6 +356,9 @@ pub enum FailureKind {
     RateLimited,
     /// The registry answered with an unexpected HTTP status.
     Server(u16),
+    /// The registry was not asked: reading from the Kubernetes API server (pull
+    /// secrets, ServiceAccounts) used up the admission deadline.
+    KubernetesApi,
     /// The registry sent a body over imagegate's limit for its kind (a manifest
     /// over 4 MiB, a config or token over theirs).
     TooLarge,
@@ -233,6 +394,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::RateLimited => "rate-limited",
             FailureKind::Server(_) => "server-error",
+            FailureKind::KubernetesApi => "kubernetes-api",
             FailureKind::TooLarge => "too-large",
             FailureKind::NotAManifest => "not-a-manifest",
             FailureKind::DigestMismatch => "digest-mismatch",

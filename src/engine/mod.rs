@@ -9,6 +9,7 @@ mod facts;
 mod pull_secrets;
 mod registry_rules;
 mod rules;
+mod signature_rules;
 
 use std::collections::HashSet;
 
@@ -18,8 +19,9 @@ use crate::policy::{Mode, Policy, PolicySet};
 use crate::reference::ImageRef;
 
 pub use facts::{
-    Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts, Needs, PullSecretFacts,
-    SecretFacts, ServiceAccountSecrets, TagCheck, needs,
+    AuthorityFacts, ClusterNodes, Facts, FailureKind, ImageFacts, LookupFailure, ManifestFacts,
+    Needs, NodeView, PullSecretFacts, SecretFacts, ServiceAccountSecrets, SignatureFacts,
+    SignatureFailure, SignatureFailureKind, Statement, TagCheck, needs,
 };
 pub use pull_secrets::pull_secret_problem;
 pub use rules::Rule;
@@ -40,10 +42,8 @@ impl Violation {
     /// One line: `container "app" image "nginx": <message> [policy production, rule tags.forbid]`.
     pub fn line(&self) -> String {
         format!(
-            "{} \"{}\" image \"{}\": {} [policy {}, rule {}]",
-            self.container.kind.noun(),
-            self.container.name,
-            self.container.image,
+            "{}: {} [policy {}, rule {}]",
+            self.container.describe(),
             self.message,
             self.policy,
             self.rule
@@ -71,6 +71,9 @@ pub struct Decision {
     /// webhook, which sees the object after every mutation, treats them as
     /// violations: if they are still there, the patch never landed.
     pub unless_mutated: Vec<Violation>,
+    /// What was deliberately not checked, and why (`imagePullPolicy: Never`), for
+    /// the audit annotations of the validating webhook.
+    pub not_checked: Vec<String>,
 }
 
 impl Decision {
@@ -255,12 +258,15 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         };
         let version = Version::of(&image, facts.images.get(&container.image));
         let mut pinned = false;
+        let mut unpulled = Vec::new();
         for policy in &applicable {
             if !governs(policy, &image, &version) {
                 continue;
             }
             let mut found = rules::check(policy, &image, &version);
-            if policy.needs_registry() {
+            if policy.needs_registry() && container.never_pulled {
+                unpulled.push(policy.name.as_str());
+            } else if policy.needs_registry() {
                 let ctx = registry_rules::Context {
                     policy,
                     workload,
@@ -275,6 +281,7 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
                     &mut pinned,
                     &mut arch,
                 ));
+                found.extend(signature_rules::check(policy, &container.image, facts));
             }
             for (rule, message) in found {
                 let message = match &policy.message {
@@ -289,6 +296,14 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
                     message,
                 });
             }
+        }
+        if !unpulled.is_empty() {
+            decision.not_checked.push(format!(
+                "{}: imagePullPolicy: Never, so the registry was not asked (no pull pre-flight, pinning or architecture check): the image must already be on the node [polic{} {}]",
+                container.describe(),
+                if unpulled.len() == 1 { "y" } else { "ies" },
+                unpulled.join(", ")
+            ));
         }
     }
     arch.finish(workload, &mut decision);

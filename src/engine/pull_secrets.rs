@@ -49,12 +49,7 @@ impl Want<'_> {
     }
 
     fn who(&self) -> String {
-        format!(
-            "{} \"{}\" image \"{}\"",
-            self.container.kind.noun(),
-            self.container.name,
-            self.container.image
-        )
+        self.container.describe()
     }
 }
 

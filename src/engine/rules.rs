@@ -24,6 +24,10 @@ pub enum Rule {
     /// The pull secret a policy names for the image's registry is missing or does
     /// not fit it.
     RequirePullSecret,
+    /// Not signed by the policy's authorities (or not enough of them).
+    Signatures,
+    /// A required attestation is missing or says what the policy refuses.
+    Attestations,
 }
 
 impl Rule {
@@ -38,6 +42,8 @@ impl Rule {
             Rule::Preflight => "preflight",
             Rule::Architectures => "architectures",
             Rule::RequirePullSecret => "requirePullSecret",
+            Rule::Signatures => "signatures",
+            Rule::Attestations => "attestations",
         }
     }
 }

@@ -311,7 +311,7 @@ fn no_policies_allow_everything_valid() {
 }
 
 mod registry {
-    use std::collections::BTreeSet;
+    use crate::engine::{ClusterNodes, NodeView};
 
     use super::*;
     use crate::engine::{FailureKind, ManifestFacts};
@@ -403,14 +403,50 @@ spec:
 
     fn failed(image: &str, kind: FailureKind) -> Facts {
         let mut facts = Facts::default();
-        let failure = LookupFailure {
-            kind,
-            message: "the registry said no".into(),
-        };
+        let failure = LookupFailure::new(kind, "the registry said no");
         facts
             .images
             .insert(image.into(), ImageFacts::Failed(failure));
         facts
+    }
+
+    /// One untainted Node per `os/arch`, all in zone `a`.
+    fn platform_nodes(platforms: &[&str]) -> ClusterNodes {
+        let nodes = platforms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (os, arch) = p.split_once('/').unwrap();
+                crate::platform::Node {
+                    name: format!("node-{i}"),
+                    labels: [
+                        ("kubernetes.io/arch", arch),
+                        ("kubernetes.io/os", os),
+                        ("topology.kubernetes.io/zone", "a"),
+                    ]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        ClusterNodes::Listed(std::sync::Arc::new(nodes))
+    }
+
+    /// One Linux Node per architecture, untainted.
+    fn cluster_nodes(archs: &[&str]) -> ClusterNodes {
+        let nodes = archs
+            .iter()
+            .enumerate()
+            .map(|(i, arch)| crate::platform::Node {
+                name: format!("node-{i}"),
+                labels: [("kubernetes.io/arch", *arch), ("kubernetes.io/os", "linux")]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into(),
+                ..Default::default()
+            })
+            .collect();
+        ClusterNodes::Listed(std::sync::Arc::new(nodes))
     }
 
     fn patches(d: &Decision) -> Vec<serde_json::Value> {
@@ -618,8 +654,7 @@ spec:
         for (ns, platforms, extra, nodes, expected) in table {
             let w = workload("Pod", ns, img, extra.clone());
             let mut facts = found(img, &platforms);
-            facts.node_architectures =
-                nodes.map(|n| n.into_iter().map(String::from).collect::<BTreeSet<_>>());
+            facts.nodes = nodes.map(|n| cluster_nodes(&n));
             let d = decide(&policies(), &w, &facts);
             match expected {
                 None => assert!(
@@ -643,41 +678,273 @@ spec:
     #[test]
     fn add_node_affinity_instead_of_denying() {
         let img = "harbor.example.com/app/web:v1";
-        let nodes: BTreeSet<String> = ["amd64", "arm64"].map(String::from).into();
-        let zone = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]}]}}}});
         let arch = json!({"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]});
-        // (pod extras, expected affinity)
-        let table = [
+        let os = json!({"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]});
+        let zone = json!({"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]});
+        let required = |terms: serde_json::Value| json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}});
+        let add = |path: &str, value: serde_json::Value| json!({"op": "add", "path": path, "value": value});
+        let base = "/spec/affinity";
+        let two = ["linux/amd64", "linux/arm64"];
+        let three = ["linux/amd64", "linux/arm64", "windows/amd64"];
+        // (case, nodes, image platforms, pod extras, expected patch)
+        #[rustfmt::skip]
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], serde_json::Value, serde_json::Value);
+        let table: Vec<Case> = vec![
             (
+                "no affinity: the whole affinity is added",
+                &two,
+                &["linux/amd64"],
                 json!({}),
-                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [arch.clone()]}]}}}),
+                json!([add(
+                    base,
+                    json!({"nodeAffinity": required(json!([{"matchExpressions": [arch]}]))})
+                )]),
             ),
             (
-                zone,
-                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}, arch.clone()]}]}}}),
+                "other affinities and unknown fields are left alone",
+                &two,
+                &["linux/amd64"],
+                json!({"affinity": {"podAntiAffinity": {"x": 1}, "futureAffinity": {"y": 2}}}),
+                json!([add(
+                    &format!("{base}/nodeAffinity"),
+                    required(json!([{"matchExpressions": [arch]}]))
+                )]),
+            ),
+            (
+                "preferred only: the required part is added",
+                &two,
+                &["linux/amd64"],
+                json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {"matchExpressions": [zone]}}]}}}),
+                json!([add(
+                    &format!("{base}/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution"),
+                    json!({"nodeSelectorTerms": [{"matchExpressions": [arch]}]})
+                )]),
+            ),
+            (
+                "each term gets the expression; an empty term matches nothing and is left alone",
+                &two,
+                &["linux/amd64"],
+                json!({"affinity": {"nodeAffinity": required(json!([{"matchExpressions": [zone], "futureField": true}, {}, {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["x"]}]}]))}}),
+                json!([
+                    add(
+                        &format!(
+                            "{base}/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions/-"
+                        ),
+                        arch.clone()
+                    ),
+                    add(
+                        &format!(
+                            "{base}/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/2/matchExpressions"
+                        ),
+                        json!([arch])
+                    ),
+                ]),
+            ),
+            (
+                "a Windows node: the OS is selected too",
+                &three,
+                &["linux/amd64", "linux/arm64/v8"],
+                json!({}),
+                json!([add(
+                    base,
+                    json!({"nodeAffinity": required(json!([{"matchExpressions": [os]}]))})
+                )]),
+            ),
+            (
+                "a Windows node and an amd64-only image",
+                &three,
+                &["linux/amd64"],
+                json!({}),
+                json!([add(
+                    base,
+                    json!({"nodeAffinity": required(json!([{"matchExpressions": [os, arch]}]))})
+                )]),
             ),
         ];
-        for (extra, affinity) in table {
+        for (case, nodes, platforms, extra, expected) in table {
             let w = workload("Pod", "mutate", img, extra);
-            let mut facts = found(img, &["linux/amd64"]);
-            facts.node_architectures = Some(nodes.clone());
+            let mut facts = found(img, platforms);
+            facts.nodes = Some(platform_nodes(nodes));
             let d = decide(&policies(), &w, &facts);
-            assert!(d.allowed(), "{:?}", d.violations);
-            assert_eq!(
-                patches(&d),
-                [json!({"op": "add", "path": "/spec/affinity", "value": affinity})]
+            assert!(d.allowed(), "{case}: {:?}", d.violations);
+            assert_eq!(serde_json::Value::Array(patches(&d)), expected, "{case}");
+            assert_eq!(d.unless_mutated.len(), 1, "{case}");
+            // The patched pod is admitted as it is, without a patch.
+            let mut object = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": img}]}});
+            if let Some(extra) = w.raw_affinity.clone() {
+                object["spec"]["affinity"] = extra;
+            }
+            let patch: json_patch::Patch = serde_json::from_value(expected).unwrap();
+            json_patch::patch(&mut object, &patch).unwrap();
+            let patched = Workload::from_object("", "Pod", "mutate", &object)
+                .unwrap()
+                .unwrap();
+            let d = decide(&policies(), &patched, &facts);
+            assert!(
+                d.allowed() && d.patches.is_empty() && d.unless_mutated.is_empty(),
+                "{case}: {d:?}"
             );
         }
-        // An UPDATE of a Pod cannot change its affinity: it is denied instead.
-        let mut w = workload("Pod", "mutate", img, json!({}));
-        w.change = crate::admission::SpecChange::PodUpdate;
+
+        // No patch where it cannot land or cannot be exact: denied with the reason.
+        let mut update = workload("Pod", "mutate", img, json!({}));
+        update.change = crate::admission::SpecChange::PodUpdate;
+        let template_update = workload("Deployment", "mutate", img, json!({}));
         let mut facts = found(img, &["linux/amd64"]);
-        facts.node_architectures = Some(nodes.clone());
-        let d = decide(&policies(), &w, &facts);
-        assert!(d.patches.is_empty(), "{:?}", d.patches);
-        assert_eq!(d.violations[0].rule, Rule::Architectures);
+        facts.nodes = Some(platform_nodes(&two));
+        let d = decide(&policies(), &update, &facts);
+        assert!(!d.allowed() && d.patches.is_empty());
+        assert!(d.violations[0].message.contains("a Pod's spec cannot change after it is created, but for its images, so imagegate adds no node affinity to this request"), "{}", d.violations[0].message);
+        let d = decide(&policies(), &template_update, &facts);
+        assert!(d.allowed(), "a workload's template may change");
+        assert_eq!(d.patches[0].path().as_str(), "/spec/template/spec/affinity");
+        let mut facts = found(img, &["linux/amd64", "windows/arm64"]);
+        facts.nodes = Some(platform_nodes(&[
+            "linux/amd64",
+            "linux/arm64",
+            "windows/arm64",
+        ]));
+        let d = decide(
+            &policies(),
+            &workload("Pod", "mutate", img, json!({})),
+            &facts,
+        );
+        assert!(!d.allowed() && d.patches.is_empty());
+        assert!(
+            d.violations[0].message.contains(
+                "no node affinity on kubernetes.io/os and kubernetes.io/arch selects exactly"
+            ),
+            "{}",
+            d.violations[0].message
+        );
+    }
+
+    #[test]
+    fn registries_the_nodes_see_differently_follow_on_registry_error() {
+        let img = "harbor.example.com/app/web:v1";
+        let view = NodeView::NodeCredentials {
+            pattern: "harbor.example.com".into(),
+        };
+        let mirror = NodeView::Mirror {
+            pattern: "*.example.com".into(),
+        };
+        // (namespace: "pin" warns, "multi" denies; failure; view; allowed; fragment)
+        #[rustfmt::skip]
+        let table = [
+            ("pin", FailureKind::Unauthorized, Some(view.clone()), true, "the nodes pull from harbor.example.com with credentials imagegate cannot see (it matches \"harbor.example.com\" in nodeCredentials of imagegate's configuration: a kubelet credential provider or the node's own config.json), so the node's pull may still succeed (admitted because policy pin has onRegistryError: Warn)"),
+            ("pin", FailureKind::ManifestUnknown, Some(mirror.clone()), true, "the nodes pull harbor.example.com through a mirror (it matches \"*.example.com\" in mirrors of imagegate's configuration)"),
+            ("multi", FailureKind::ManifestUnknown, Some(view.clone()), false, "the registry said no; the nodes pull from harbor.example.com with credentials imagegate cannot see (it matches \"harbor.example.com\" in nodeCredentials of imagegate's configuration: a kubelet credential provider or the node's own config.json), so the node's pull may still succeed: denied because policy arch has onRegistryError: Deny (Warn admits such images with a warning)"),
+            ("pin", FailureKind::Unauthorized, None, false, "the registry said no"),
+        ];
+        for (ns, kind, node_view, allowed, fragment) in table {
+            let mut facts = failed(img, kind.clone());
+            if let Some(ImageFacts::Failed(f)) = facts.images.get_mut(img) {
+                f.node_view = node_view.clone();
+            }
+            let d = decide(&policies(), &workload("Pod", ns, img, json!({})), &facts);
+            assert_eq!(d.allowed(), allowed, "{ns} {kind:?} {node_view:?}");
+            let text = match allowed {
+                true => d.warnings.join("\n"),
+                false => d.violations[0].message.clone(),
+            };
+            assert!(text.contains(fragment), "{text}");
+        }
+    }
+
+    #[test]
+    fn pull_policy_never_is_not_looked_up_and_said_so() {
+        let img = "harbor.example.com/app/web:v1";
+        let mut w = workload("Pod", "multi", img, json!({}));
+        w.containers[0].never_pulled = true;
+        // Even with a failed lookup in the facts (another container's), nothing is
+        // judged from the registry for this one.
+        let d = decide(&policies(), &w, &failed(img, FailureKind::ManifestUnknown));
+        assert!(d.allowed(), "{:?}", d.violations);
+        assert_eq!(
+            d.not_checked,
+            [
+                "container \"app\" image \"harbor.example.com/app/web:v1\": imagePullPolicy: Never, so the registry was not asked (no pull pre-flight, pinning or architecture check): the image must already be on the node [policy arch]"
+            ]
+        );
+        // Static rules still apply to it.
+        let text = format!(
+            "{REGISTRY_POLICIES}---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: only-quay}}\nspec:\n  registries: {{allow: [quay.io]}}\n"
+        );
+        let guarded = PolicySet::compile(&load_sources(&[("r.yaml", &text)])).unwrap();
+        assert!(!decide(&guarded, &w, &Facts::default()).allowed());
+    }
+
+    #[test]
+    fn nodes_that_cannot_be_read_are_said_and_follow_on_registry_error() {
+        let img = "harbor.example.com/app/web:v1";
+        let why = "listing the Nodes from the Kubernetes API server took the whole admission deadline of 8.0 s";
+        let unavailable = |platforms: &[&str]| {
+            let mut facts = found(img, platforms);
+            facts.nodes = Some(ClusterNodes::Unavailable(why.into()));
+            facts
+        };
+        // No require list ("mutate"): nothing says where the pod runs. Deny.
+        let d = decide(
+            &policies(),
+            &workload("Pod", "mutate", img, json!({})),
+            &unavailable(&["linux/amd64"]),
+        );
+        assert!(!d.allowed());
+        assert!(
+            d.violations[0].message.starts_with(&format!(
+                "cannot tell which architectures the pod may run on: {why}"
+            )),
+            "{}",
+            d.violations[0].message
+        );
+        // A require list ("multi"): judged from it, and the message says the Nodes are unknown.
+        let d = decide(
+            &policies(),
+            &workload("Pod", "multi", img, json!({})),
+            &unavailable(&["linux/amd64"]),
+        );
+        assert!(!d.allowed());
+        assert!(
+            d.violations[0].message.contains(&format!(
+                "(from policy; the cluster's Nodes are unknown: {why})"
+            )),
+            "{}",
+            d.violations[0].message
+        );
+        assert!(
+            decide(
+                &policies(),
+                &workload("Pod", "multi", img, json!({})),
+                &unavailable(&["linux/amd64", "linux/arm64"])
+            )
+            .allowed()
+        );
+    }
+
+    #[test]
+    fn windows_nodes_need_windows_images() {
+        let img = "harbor.example.com/app/web:v1";
+        let mut facts = found(img, &["linux/amd64", "linux/arm64"]);
+        facts.nodes = Some(platform_nodes(&["linux/amd64", "windows/amd64"]));
+        let d = decide(
+            &policies(),
+            &workload("Pod", "multi", img, json!({})),
+            &facts,
+        );
+        assert!(!d.allowed());
+        assert!(d.violations[0].message.contains("the image has no windows/amd64 variant (it has linux/amd64, linux/arm64); the pod may run on windows/amd64 nodes (from the 2 of the cluster's 2 nodes the pod can be scheduled on), where it would crash with \"exec format error\"; build and push the image for windows/amd64 too, or keep the pod off those nodes (nodeSelector kubernetes.io/os: linux, kubernetes.io/arch: amd64)"), "{}", d.violations[0].message);
+        let linux = workload(
+            "Pod",
+            "multi",
+            img,
+            json!({"nodeSelector": {"kubernetes.io/os": "linux"}}),
+        );
+        assert!(decide(&policies(), &linux, &facts).allowed());
+        let windows_image = found(img, &["windows/amd64"]);
+        let mut facts = windows_image.clone();
+        facts.nodes = Some(platform_nodes(&["linux/amd64", "windows/amd64"]));
+        let windows = workload("Pod", "multi", img, json!({"os": {"name": "windows"}}));
+        assert!(decide(&policies(), &windows, &facts).allowed());
     }
 
     #[test]
@@ -688,6 +955,7 @@ spec:
                 "pin",
                 Needs {
                     images: [(img.to_string(), false)].into(),
+                    nodes: false,
                     ..Needs::default()
                 },
             ),
@@ -695,7 +963,7 @@ spec:
                 "multi",
                 Needs {
                     images: [(img.to_string(), true)].into(),
-                    node_architectures: true,
+                    nodes: true,
                     ..Needs::default()
                 },
             ),
@@ -715,8 +983,14 @@ spec:
             json!({"nodeSelector": {"kubernetes.io/arch": "arm64"}}),
         );
         assert!(
-            !needs(&policies(), &with_selector).node_architectures,
-            "the pod says where it runs"
+            needs(&policies(), &with_selector).nodes,
+            "the pod names its architecture, and the Nodes still say which fit it (taints, OS)"
+        );
+        let mut never = workload("Pod", "multi", img, json!({}));
+        never.containers[0].never_pulled = true;
+        assert!(
+            needs(&policies(), &never).is_empty(),
+            "imagePullPolicy: Never is never looked up"
         );
         // An image refused by name is never looked up (no requests to hosts the
         // policy forbids).

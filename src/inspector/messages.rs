@@ -183,7 +183,7 @@ pub fn explain(
             format!("the answer of {registry} could not be used ({detail})"),
             format!("this is a fault of the registry or its token server, not of the pod: ask whoever runs {registry} to fix it"),
         ),
-        FailureKind::Other => (
+        FailureKind::KubernetesApi | FailureKind::Other => (
             "lookup failed",
             format!("looking up {what} at {registry} failed: {}", detail),
             "check the registry's address and that it speaks the OCI distribution API".to_string(),
@@ -204,10 +204,10 @@ pub(super) fn failure(
     e: &RegistryError,
     credentials: &CredentialContext<'_>,
 ) -> LookupFailure {
-    LookupFailure {
-        kind: e.kind.clone(),
-        message: explain(image, e, credentials, Audience::Webhook).message(),
-    }
+    LookupFailure::new(
+        e.kind.clone(),
+        explain(image, e, credentials, Audience::Webhook).message(),
+    )
 }
 
 fn unauthorized(
@@ -242,31 +242,74 @@ fn unauthorized(
         };
         (cause, fix)
     } else {
-        let list: Vec<String> = credentials.tried.iter().map(Credential::describe).collect();
-        (
+        let list: Vec<String> = credentials
+            .tried
+            .iter()
+            .map(|c| match c.is_anonymous() {
+                true => format!("anonymous access ({})", c.describe()),
+                false => format!("the credentials of {}", c.describe()),
+            })
+            .collect();
+        let fix = if credentials.tried.iter().all(Credential::is_anonymous) {
             format!(
-                "{registry} refused the credentials of {}",
-                list.join(", then ")
-            ),
-            "check the user and password or token in that secret and that it may pull this repository".to_string(),
-        )
+                "an empty auths entry means anonymous access (as for the container runtime): put the user and password or token for {registry} in that secret"
+            )
+        } else {
+            "check the user and password or token in that secret and that it may pull this repository".to_string()
+        };
+        (format!("{registry} refused {}", list.join(", then ")), fix)
     }
 }
 
 /// The message for a lookup still running when the admission deadline passed.
-pub(super) fn late(written: &str, platforms: bool, deadline: Duration) -> LookupFailure {
+/// `api_time`: how much of the deadline reading pull secrets from the Kubernetes API
+/// took before the registry was asked.
+pub(super) fn late(
+    written: &str,
+    platforms: bool,
+    deadline: Duration,
+    api_time: Duration,
+) -> LookupFailure {
     let lookup = if platforms {
         "its digest and platforms"
     } else {
         "its digest"
     };
-    LookupFailure {
-        kind: FailureKind::Timeout,
-        message: format!(
-            "timeout: the registry lookup of \"{written}\" ({lookup}) did not finish within the admission deadline of {:.1} s; the registry is slow or unreachable",
+    let mut message = format!(
+        "timeout: the registry lookup of \"{written}\" ({lookup}) did not finish within the admission deadline of {:.1} s",
+        deadline.as_secs_f64()
+    );
+    if api_time * 2 >= deadline {
+        message.push_str(&format!(
+            "; reading the pull secrets from the Kubernetes API server took {:.1} s of it, so the API server is slow, and the registry may be too",
+            api_time.as_secs_f64()
+        ));
+    } else {
+        message.push_str("; the registry is slow or unreachable");
+    }
+    LookupFailure::new(FailureKind::Timeout, message)
+}
+
+/// The message for an image the registry was never asked about, because reading the
+/// pull secrets from the Kubernetes API server (`reads`, still in flight) took the
+/// whole deadline.
+pub(super) fn kubernetes_late(
+    written: &str,
+    reads: &[String],
+    deadline: Duration,
+) -> LookupFailure {
+    let what = if reads.is_empty() {
+        "the pull secrets".to_string()
+    } else {
+        reads.join(", ")
+    };
+    LookupFailure::new(
+        FailureKind::KubernetesApi,
+        format!(
+            "timeout: reading {what} from the Kubernetes API server took the whole admission deadline of {:.1} s, so the registry was not asked about \"{written}\"; the API server is slow or unreachable from imagegate (check its health and imagegate's network access to it)",
             deadline.as_secs_f64()
         ),
-    }
+    )
 }
 
 #[cfg(test)]

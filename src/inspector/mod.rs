@@ -14,7 +14,14 @@
 //!   new image cost one digest lookup (the caches' `get_with` runs one init and
 //!   makes every other caller wait for it);
 //! - everything for one admission runs concurrently under one deadline; a lookup
-//!   still running when it passes becomes a `timeout` failure naming the lookup.
+//!   still running when it passes becomes a `timeout` failure naming the lookup,
+//!   and when reading the pull secrets from the Kubernetes API used the deadline
+//!   up, the failure names those reads instead of the registry.
+//!
+//! Credentials are tried as the kubelet tries them: every matching one in turn,
+//! whatever the error, until one gets an answer; with none, anonymously. An empty
+//! `auths` entry means anonymous, as for containerd.
+//!
 //!
 //! Registry answers are hostile input, and the OCI client can panic on some (it
 //! unwraps a token into a header value). Each registry call (the digest resolution
@@ -24,11 +31,13 @@
 //! never sees it (moka would make every waiter retry the panicking init).
 
 pub mod messages;
+mod signatures;
 
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use moka::Expiry;
@@ -36,13 +45,14 @@ use moka::future::Cache;
 
 use crate::admission::Workload;
 use crate::cluster::{Cluster, PullSecret};
-use crate::credentials::{Credential, DockerConfig, Keyring};
+use crate::credentials::{Credential, DockerConfig, Keyring, RegistryPattern};
 use crate::engine::{
-    Facts, ImageFacts, LookupFailure, Needs, PullSecretFacts, SecretFacts, ServiceAccountSecrets,
-    TagCheck,
+    ClusterNodes, Facts, ImageFacts, LookupFailure, Needs, NodeView, PullSecretFacts, SecretFacts,
+    ServiceAccountSecrets, SignatureFacts, TagCheck,
 };
 use crate::reference::ImageRef;
 use crate::registry::{FailureKind, ManifestFacts, RegistryClient, RegistryError};
+use crate::telemetry::{Fact, Telemetry};
 
 /// How the inspector caches and where it finds credentials.
 #[derive(Debug, Clone)]
@@ -55,6 +65,15 @@ pub struct InspectorConfig {
     pub pull_secrets: Vec<(String, String)>,
     /// A docker config file tried last (`~/.docker/config.json` format).
     pub docker_config: Option<PathBuf>,
+    /// Registries the nodes pull with credentials imagegate cannot see.
+    pub node_credentials: Vec<RegistryPattern>,
+    /// Registries the nodes pull through a mirror.
+    pub mirrors: Vec<RegistryPattern>,
+    /// How long verified signatures of a digest are trusted before they are
+    /// fetched again (a signature may be added or a key rotated).
+    pub signature_ttl: Duration,
+    /// How long a signature lookup that verified nothing, or failed, is remembered.
+    pub signature_failure_ttl: Duration,
 }
 
 impl Default for InspectorConfig {
@@ -64,6 +83,10 @@ impl Default for InspectorConfig {
             failure_ttl: Duration::from_secs(10),
             pull_secrets: Vec::new(),
             docker_config: None,
+            node_credentials: Vec::new(),
+            mirrors: Vec::new(),
+            signature_ttl: Duration::from_secs(300),
+            signature_failure_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -124,12 +147,60 @@ pub struct Inspector {
     docker_config: Option<Arc<DockerConfig>>,
     tags: Cache<TagKey, TagResult>,
     manifests: Cache<(String, String), Arc<ManifestFacts>>,
+    signatures: Cache<signatures::SignatureKey, Arc<SignatureFacts>>,
+    telemetry: Telemetry,
+}
+
+/// Verified signatures live for the signature TTL, anything else briefly.
+struct SignatureExpiry {
+    ok: Duration,
+    failed: Duration,
+}
+
+impl Expiry<signatures::SignatureKey, Arc<SignatureFacts>> for SignatureExpiry {
+    fn expire_after_create(
+        &self,
+        _: &signatures::SignatureKey,
+        value: &Arc<SignatureFacts>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if signatures::is_lasting(value) {
+            self.ok
+        } else {
+            self.failed
+        })
+    }
 }
 
 /// The credentials for one workload, and what went wrong finding them.
 struct Credentials {
     keyring: Keyring,
     notes: Vec<String>,
+}
+
+/// The Kubernetes API reads in flight for one admission, so that a deadline that
+/// passes during them names them.
+#[derive(Default)]
+struct Pending(Mutex<BTreeSet<String>>);
+
+impl Pending {
+    async fn track<T>(&self, what: String, read: impl Future<Output = T>) -> T {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(what.clone());
+        let out = read.await;
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&what);
+        out
+    }
+
+    fn list(&self) -> Vec<String> {
+        let pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pending.iter().cloned().collect()
+    }
 }
 
 impl Credentials {
@@ -197,11 +268,33 @@ impl Inspector {
                     weight(k.0.len() + k.1.len() + platforms + 64)
                 })
                 .build(),
+            signatures: Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &signatures::SignatureKey, v: &Arc<SignatureFacts>| {
+                    weight(signatures::weight(k, v))
+                })
+                .expire_after(SignatureExpiry {
+                    ok: config.signature_ttl,
+                    failed: config.signature_failure_ttl,
+                })
+                .build(),
             registry,
             cluster,
             config,
             docker_config,
+            telemetry: Telemetry::default(),
         })
+    }
+
+    /// Counts cache hits and misses and lookup latencies in `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Where this inspector counts.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Gathers what `needs` asks for, within `deadline`.
@@ -210,21 +303,26 @@ impl Inspector {
         if needs.is_empty() {
             return facts;
         }
+        let started = Instant::now();
         let until = tokio::time::Instant::now() + deadline;
         let nodes = async {
-            if !needs.node_architectures {
+            if !needs.nodes {
                 return None;
             }
             let cluster = self.cluster.as_ref()?;
-            match tokio::time::timeout_at(until, cluster.node_architectures()).await {
-                Ok(Ok(archs)) if !archs.is_empty() => Some(archs.as_ref().clone()),
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot list Nodes; architectures come from the policy");
-                    None
-                }
-                Err(_) => None,
-            }
+            Some(
+                match tokio::time::timeout_at(until, cluster.nodes()).await {
+                    Ok(Ok(nodes)) => ClusterNodes::Listed(nodes),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot list Nodes");
+                        ClusterNodes::Unavailable(e.to_string())
+                    }
+                    Err(_) => ClusterNodes::Unavailable(format!(
+                        "listing the Nodes from the Kubernetes API server took the whole admission deadline of {:.1} s",
+                        deadline.as_secs_f64()
+                    )),
+                },
+            )
         };
         let secrets = async {
             match tokio::time::timeout_at(until, self.pull_secret_facts(needs, workload)).await {
@@ -236,38 +334,97 @@ impl Inspector {
             if needs.images.is_empty() {
                 return Vec::new();
             }
+            let pending = Pending::default();
             let credentials = match tokio::time::timeout_at(
                 until,
-                self.credentials(workload, &needs.injected_pull_secrets),
+                self.credentials(workload, &needs.injected_pull_secrets, &pending),
             )
             .await
             {
                 Ok(c) => c,
-                Err(_) => Credentials {
-                    keyring: Keyring::default(),
-                    notes: vec![
-                        "reading the pull secrets took longer than the admission deadline".into(),
-                    ],
-                },
+                Err(_) => {
+                    let reads = pending.list();
+                    tracing::warn!(
+                        ?reads,
+                        "the Kubernetes API reads used up the admission deadline"
+                    );
+                    return needs
+                        .images
+                        .keys()
+                        .map(|written| {
+                            let failure = messages::kubernetes_late(written, &reads, deadline);
+                            (written.clone(), ImageFacts::Failed(failure), Vec::new())
+                        })
+                        .collect();
+                }
             };
+            let api_time = started.elapsed();
             let credentials = &credentials;
             join_all(needs.images.iter().map(|(written, platforms)| async move {
-                let facts = match tokio::time::timeout_at(
+                let (facts, credential) = match tokio::time::timeout_at(
                     until,
                     self.lookup(written, *platforms, credentials),
                 )
                 .await
                 {
-                    Ok(facts) => facts,
-                    Err(_) => ImageFacts::Failed(messages::late(written, *platforms, deadline)),
+                    Ok(found) => found,
+                    Err(_) => {
+                        self.telemetry.lookup("timeout", deadline.as_secs_f64());
+                        let late = messages::late(written, *platforms, deadline, api_time);
+                        (ImageFacts::Failed(late), None)
+                    }
                 };
-                (written.clone(), facts)
+                // Signatures are verified against the digest just resolved, with the
+                // credential that resolved it (they live in the same repository).
+                let mut signatures = Vec::new();
+                if let (ImageFacts::Found { digest, .. }, Ok(image)) =
+                    (&facts, ImageRef::parse_cached(written))
+                {
+                    let wanted = needs
+                        .signatures
+                        .iter()
+                        .filter(|((w, _), _)| w == written)
+                        .map(|((_, id), verifier)| {
+                            let image = &image;
+                            let credential = sendable(credential.as_ref());
+                            async move {
+                                let found = tokio::time::timeout_at(
+                                    until,
+                                    self.signature_facts(image, digest, credential, verifier),
+                                )
+                                .await
+                                .map(|f| f.as_ref().clone())
+                                .unwrap_or_else(|_| SignatureFacts {
+                                    digest: digest.clone(),
+                                    unavailable: Some(format!(
+                                        "could not fetch the signatures of {written} ({digest}) within the admission deadline of {:.1} s; the registry is slow or unreachable",
+                                        deadline.as_secs_f64()
+                                    )),
+                                    ..SignatureFacts::default()
+                                });
+                                ((written.clone(), *id), found)
+                            }
+                        });
+                    signatures = join_all(wanted).await;
+                }
+                (
+                    written.clone(),
+                    self.judged_by_node_view(written, facts),
+                    signatures,
+                )
             }))
             .await
         };
-        let (node_architectures, images, pull_secrets) = futures::join!(nodes, images, secrets);
-        facts.node_architectures = node_architectures;
-        facts.images = images.into_iter().collect();
+        let (nodes, images, pull_secrets) = futures::join!(nodes, images, secrets);
+        facts.nodes = nodes;
+        for (written, image, signatures) in images {
+            facts.images.insert(written, image);
+            facts.signatures.extend(signatures);
+        }
+        facts.now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
         facts.pull_secrets = pull_secrets;
         facts
     }
@@ -320,19 +477,41 @@ impl Inspector {
         facts
     }
 
+    /// Marks a `manifest unknown` or `unauthorized` for a registry the nodes see
+    /// differently (node credentials, a mirror): the node's pull may still work.
+    fn judged_by_node_view(&self, written: &str, facts: ImageFacts) -> ImageFacts {
+        let ImageFacts::Failed(mut failure) = facts else {
+            return facts;
+        };
+        if failure.kind.is_definitive()
+            && let Ok(image) = ImageRef::parse_cached(written)
+        {
+            let matching = |patterns: &[RegistryPattern]| {
+                patterns
+                    .iter()
+                    .find(|p| p.matches(image.registry(), image.repository()))
+                    .map(|p| p.source().to_string())
+            };
+            failure.node_view = matching(&self.config.node_credentials)
+                .map(|pattern| NodeView::NodeCredentials { pattern })
+                .or_else(|| {
+                    matching(&self.config.mirrors).map(|pattern| NodeView::Mirror { pattern })
+                });
+        }
+        ImageFacts::Failed(failure)
+    }
+
     async fn lookup(
         &self,
         written: &str,
         platforms: bool,
         credentials: &Credentials,
-    ) -> ImageFacts {
+    ) -> (ImageFacts, Option<Credential>) {
         let image = match ImageRef::parse_cached(written) {
             Ok(image) => image,
             Err(e) => {
-                return ImageFacts::Failed(LookupFailure {
-                    kind: FailureKind::Other,
-                    message: e.to_string(),
-                });
+                let failure = LookupFailure::new(FailureKind::Other, e.to_string());
+                return (ImageFacts::Failed(failure), None);
             }
         };
         let candidates = credentials
@@ -384,44 +563,52 @@ impl Inspector {
         let resolved = match resolved {
             Ok(r) => r,
             Err(refused) => {
-                return ImageFacts::Failed(messages::failure(
-                    &image,
-                    &refused.error,
-                    &credentials.context(&refused.tried),
-                ));
+                let failure =
+                    messages::failure(&image, &refused.error, &credentials.context(&refused.tried));
+                return (ImageFacts::Failed(failure), None);
             }
         };
+        let credential = resolved.credential.clone();
         if !platforms {
-            return ImageFacts::Found {
+            let found = ImageFacts::Found {
                 digest: resolved.digest.clone(),
                 tag_check,
                 manifest: None,
             };
+            return (found, credential);
         }
         let key = (image.name().to_string(), resolved.digest.clone());
         let fetched = self
             .manifests
-            .try_get_with(key, async {
-                let fetch = self.registry.manifest_facts(
-                    &image,
-                    &resolved.digest,
-                    resolved.credential.as_ref(),
-                );
+            .entry(key)
+            .or_try_insert_with(async {
+                let credential = sendable(resolved.credential.as_ref());
+                let fetch = self
+                    .registry
+                    .manifest_facts(&image, &resolved.digest, credential);
                 match crate::unwind::catch(fetch).await {
                     Ok(fetched) => fetched.map(Arc::new),
                     Err(panic) => Err(unusable(&image, &panic)),
                 }
             })
             .await;
+        self.telemetry.cache(
+            Fact::Platforms,
+            fetched.as_ref().is_ok_and(|e| !e.is_fresh()),
+        );
         match fetched {
-            Ok(manifest) => ImageFacts::Found {
-                digest: resolved.digest.clone(),
-                tag_check,
-                manifest: Some(manifest.as_ref().clone()),
-            },
+            Ok(manifest) => (
+                ImageFacts::Found {
+                    digest: resolved.digest.clone(),
+                    tag_check,
+                    manifest: Some(manifest.value().as_ref().clone()),
+                },
+                credential,
+            ),
             Err(e) => {
                 let tried: Vec<Credential> = resolved.credential.iter().cloned().collect();
-                ImageFacts::Failed(messages::failure(&image, &e, &credentials.context(&tried)))
+                let failure = messages::failure(&image, &e, &credentials.context(&tried));
+                (ImageFacts::Failed(failure), None)
             }
         }
     }
@@ -448,19 +635,36 @@ impl Inspector {
             image: reference.to_string(),
             credentials: fingerprint,
         };
-        self.tags
-            .get_with(key, async {
+        let entry = self
+            .tags
+            .entry(key)
+            .or_insert_with(async {
                 match crate::unwind::catch(self.resolve(&image, candidates.to_vec())).await {
                     Ok(resolved) => resolved,
                     Err(panic) => Err(refused(&image, unusable(&image, &panic), Vec::new())),
                 }
             })
-            .await
+            .await;
+        self.telemetry.cache(Fact::Digest, !entry.is_fresh());
+        entry.into_value()
     }
 
     /// Resolves the digest with each candidate credential in turn (anonymously when
-    /// there is none), as the kubelet tries them.
+    /// there is none), as the kubelet tries them: every one, whatever the error,
+    /// until one gets an answer.
     async fn resolve(&self, image: &ImageRef, candidates: Vec<Credential>) -> TagResult {
+        let started = Instant::now();
+        let result = self.resolve_uncounted(image, candidates).await;
+        let outcome = match &result {
+            Ok(_) => "found",
+            Err(refused) => refused.error.kind.as_str(),
+        };
+        self.telemetry
+            .lookup(outcome, started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn resolve_uncounted(&self, image: &ImageRef, candidates: Vec<Credential>) -> TagResult {
         if candidates.is_empty() {
             return match self.registry.resolve_digest(image, None).await {
                 Ok(digest) => Ok(Arc::new(Resolved {
@@ -470,27 +674,54 @@ impl Inspector {
                 Err(e) => Err(refused(image, e, Vec::new())),
             };
         }
-        let mut last: Option<RegistryError> = None;
+        let mut failures: Vec<(RegistryError, Credential)> = Vec::new();
         for credential in &candidates {
-            match self.registry.resolve_digest(image, Some(credential)).await {
+            match self
+                .registry
+                .resolve_digest(image, sendable(Some(credential)))
+                .await
+            {
                 Ok(digest) => {
                     return Ok(Arc::new(Resolved {
                         digest,
                         credential: Some(credential.clone()),
                     }));
                 }
-                Err(e) if e.kind == FailureKind::Unauthorized => last = Some(e),
-                Err(e) => return Err(refused(image, e, vec![credential.clone()])),
+                Err(e) => failures.push((e, credential.clone())),
             }
         }
-        let e = last.expect("at least one candidate was tried");
-        Err(refused(image, e, candidates))
+        // What the node's pull would report. A credential that was let in and found
+        // no manifest: the image is missing. One the registry did not answer for:
+        // the node may get through with it. Only when every credential was refused
+        // is the pull unauthorized.
+        let rank = |kind: &FailureKind| match kind {
+            FailureKind::ManifestUnknown => 0,
+            FailureKind::Unauthorized => 2,
+            _ => 1,
+        };
+        let best = failures
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, (e, _))| (rank(&e.kind), *i))
+            .map(|(i, _)| i)
+            .expect("at least one candidate was tried");
+        let (error, credential) = failures.swap_remove(best);
+        let tried = match error.kind {
+            FailureKind::Unauthorized => candidates,
+            _ => vec![credential],
+        };
+        Err(refused(image, error, tried))
     }
 
     /// The keyring for a workload, in the order the node tries them: its pod's pull
     /// secrets (or, when it names none, its ServiceAccount's), the ones imagegate
     /// adds to it, then the configured ones and the docker config file.
-    async fn credentials(&self, workload: &Workload, injected: &[String]) -> Credentials {
+    async fn credentials(
+        &self,
+        workload: &Workload,
+        injected: &[String],
+        pending: &Pending,
+    ) -> Credentials {
         let mut keyring = Keyring::default();
         let mut notes = Vec::new();
         let ns = workload.namespace.as_str();
@@ -521,7 +752,11 @@ impl Inspector {
                 let sa_secrets = if !pod_secrets.is_empty() {
                     Vec::new()
                 } else {
-                    match cluster.service_account_pull_secrets(ns, &sa).await {
+                    let read = cluster.service_account_pull_secrets(ns, &sa);
+                    match pending
+                        .track(format!("ServiceAccount \"{ns}/{sa}\""), read)
+                        .await
+                    {
                         Ok(names) => names.as_ref().clone(),
                         Err(e) => {
                             notes.push(e.to_string());
@@ -565,11 +800,12 @@ impl Inspector {
                         )
                     }))
                     .collect::<Vec<_>>();
-                let read = join_all(
-                    wanted
-                        .iter()
-                        .map(|(sns, n, _)| cluster.read_pull_secret(sns, n)),
-                )
+                let read = join_all(wanted.iter().map(|(sns, n, _)| {
+                    pending.track(
+                        format!("Secret \"{sns}/{n}\""),
+                        cluster.read_pull_secret(sns, n),
+                    )
+                }))
                 .await;
                 for ((sns, n, label), result) in wanted.iter().zip(read) {
                     match result {
@@ -648,6 +884,12 @@ fn late_secrets(needs: &Needs) -> PullSecretFacts {
 fn refused(image: &ImageRef, error: RegistryError, tried: Vec<Credential>) -> Arc<Refused> {
     tracing::info!(image = %image, kind = error.kind.as_str(), detail = %error.detail, "registry lookup failed");
     Arc::new(Refused { error, tried })
+}
+
+/// The credential to send: none for an empty `auths` entry, which means anonymous
+/// (containerd does the same), never empty Basic credentials.
+fn sendable(credential: Option<&Credential>) -> Option<&Credential> {
+    credential.filter(|c| !c.is_anonymous())
 }
 
 /// The bytes each of the inspector's caches may hold.

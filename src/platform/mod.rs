@@ -47,14 +47,17 @@
 //!
 //! # Where a pod may run
 //!
-//! [`pod_arch_requirement`] reads the `kubernetes.io/arch` label (or the
-//! deprecated `beta.kubernetes.io/arch`) from the pod's `nodeSelector`, else from
-//! its *required* node affinity: terms are ORed, expressions in a term ANDed.
-//! [`resolve_architectures`] turns that into a concrete set using, in order:
-//! the nodeSelector, the required node affinity, the architectures of the
-//! cluster's Nodes, the policy's `require` list.
+//! [`nodes_for_pod`] filters the cluster's Nodes as the scheduler does (selector,
+//! required node affinity, taints and tolerations, cordons, the pod's OS; see
+//! [`nodes`]). [`placement`] turns that into the platforms (OS and architecture)
+//! the images must cover: those of the Nodes the pod can land on; when no known
+//! Node fits (no Kubernetes access, or a node pool scaled to zero), the pod's own
+//! `kubernetes.io/arch` constraint ([`pod_arch_requirement`]: its `nodeSelector`,
+//! else its required node affinity), else the policy's `require` list.
 //!
 //! [`platforms`]: https://github.com/containerd/platforms
+
+pub mod nodes;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -62,13 +65,15 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{NodeSelectorTerm, PodSpec};
 use serde::{Deserialize, Serialize};
 
+pub use nodes::{Node, OS_LABEL, Taint, TaintEffect, UNSCHEDULABLE_TAINT, nodes_for_pod};
+
 /// Well-known node label holding the node's architecture (Go `GOARCH` name).
 pub const ARCH_LABEL: &str = "kubernetes.io/arch";
 /// Deprecated beta spelling of [`ARCH_LABEL`], still honoured in selectors.
 pub const BETA_ARCH_LABEL: &str = "beta.kubernetes.io/arch";
 
 /// OS assumed when a specifier or platform has none (containerd uses the host OS).
-const DEFAULT_OS: &str = "linux";
+pub const DEFAULT_OS: &str = "linux";
 
 /// An OCI platform: `os/architecture[/variant]`.
 ///
@@ -291,18 +296,46 @@ pub fn is_attestation(p: &Platform) -> bool {
 }
 
 /// Whether a Linux node whose `kubernetes.io/arch` label is `node_arch` can run
-/// at least one of `image_platforms` (attestation entries ignored). The label
-/// has no variant: `arm` means `arm/v7`, `amd64` means `amd64/v1`.
+/// at least one of `image_platforms` (see [`NodePlatform::runs`]).
 pub fn covers(node_arch: &str, image_platforms: &[Platform]) -> bool {
-    let node = Platform {
-        os: DEFAULT_OS.to_owned(),
-        architecture: node_arch.trim().to_owned(),
-        variant: None,
-    };
-    image_platforms
-        .iter()
-        .filter(|p| !is_attestation(p))
-        .any(|p| can_run(&node, p))
+    NodePlatform::new(DEFAULT_OS, node_arch).runs(image_platforms)
+}
+
+/// A kind of Node a pod may land on: its OS and `kubernetes.io/arch`, normalized.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodePlatform {
+    pub os: String,
+    pub arch: String,
+}
+
+impl NodePlatform {
+    pub fn new(os: &str, arch: &str) -> NodePlatform {
+        NodePlatform {
+            os: normalize_os(os.trim()),
+            arch: normalize_arch(arch),
+        }
+    }
+
+    /// Whether such a Node runs at least one of `image_platforms` (attestation
+    /// entries ignored). The labels carry no variant: `arm` is `arm/v7`, `amd64`
+    /// is `amd64/v1`.
+    pub fn runs(&self, image_platforms: &[Platform]) -> bool {
+        let node = Platform {
+            os: self.os.clone(),
+            architecture: self.arch.clone(),
+            variant: None,
+        };
+        image_platforms
+            .iter()
+            .filter(|p| !is_attestation(p))
+            .any(|p| can_run(&node, p))
+    }
+}
+
+impl fmt::Display for NodePlatform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)
+    }
 }
 
 /// Which part of the pod spec constrained its architecture.
@@ -315,7 +348,7 @@ pub enum ArchSource {
 }
 
 impl ArchSource {
-    /// Human-readable origin, as returned by [`resolve_architectures`].
+    /// Human-readable origin, for messages.
     pub fn label(self) -> &'static str {
         match self {
             ArchSource::NodeSelector => "nodeSelector",
@@ -452,33 +485,99 @@ fn term_requirement(
     }
 }
 
-/// The architectures the pod may land on and where that answer came from:
-/// the requirement's explicit set (`"nodeSelector"` / `"node affinity"`), else
-/// the cluster's node architectures (`"cluster nodes"`, when known and
-/// non-empty), else the policy's `require` list (`"policy"`). A NotIn-only
-/// requirement is applied to the cluster (else policy) set and reported as
-/// `"node affinity"`. `None` when nothing is known; an empty set means no
-/// node can satisfy the pod. All names are normalized.
-pub fn resolve_architectures(
-    req: Option<&ArchRequirement>,
-    cluster_node_archs: Option<&BTreeSet<String>>,
+/// Where the platforms a pod may run on came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformSource {
+    /// The Nodes the pod can land on: `matching` of the cluster's `total`.
+    Nodes { matching: usize, total: usize },
+    /// The pod's own `kubernetes.io/arch` constraint (no known Node fits it).
+    Pod(ArchSource),
+    /// The policy's `architectures.require`.
+    Policy,
+}
+
+impl fmt::Display for PlatformSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlatformSource::Nodes { matching, total } => write!(
+                f,
+                "the {matching} of the cluster's {total} nodes the pod can be scheduled on"
+            ),
+            PlatformSource::Pod(source) => f.write_str(source.label()),
+            PlatformSource::Policy => f.write_str("policy"),
+        }
+    }
+}
+
+/// The platforms a pod may run on, where they came from, and whether the pod
+/// constrains its architecture itself (then no node affinity can be added).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub platforms: BTreeSet<NodePlatform>,
+    pub source: PlatformSource,
+    pub pod_constrained: bool,
+}
+
+/// The platforms `spec` may run on: those of the `nodes` it can land on; when no
+/// known Node fits, its own arch constraint; else the policy's `require` list (in
+/// the pod's OS). `None` when nothing is known. An empty set means no Node can
+/// satisfy the pod (its two arch labels disagree).
+pub fn placement(
+    spec: &PodSpec,
+    nodes: Option<&[Node]>,
     policy_require: &[String],
-) -> Option<(BTreeSet<String>, &'static str)> {
-    let fallback = || {
-        let cluster = cluster_node_archs
-            .map(normalize_all)
-            .filter(|c| !c.is_empty());
-        let policy = || Some(normalize_all(policy_require)).filter(|p| !p.is_empty());
-        (cluster.map(|c| (c, "cluster nodes"))).or_else(|| policy().map(|p| (p, "policy")))
+) -> Option<Placement> {
+    let requirement = pod_arch_requirement(spec);
+    let pod_constrained = requirement.is_some();
+    if let Some(nodes) = nodes {
+        // A Node without an arch label (the kubelet always sets one) tells nothing.
+        let fit: Vec<NodePlatform> = nodes_for_pod(spec, nodes)
+            .iter()
+            .filter_map(|n| Some(NodePlatform::new(n.os(), n.arch()?)))
+            .collect();
+        if !fit.is_empty() {
+            let source = PlatformSource::Nodes {
+                matching: fit.len(),
+                total: nodes.len(),
+            };
+            let platforms = fit.into_iter().collect();
+            return Some(Placement {
+                platforms,
+                source,
+                pod_constrained,
+            });
+        }
+    }
+    let os = pod_os(spec);
+    let policy = normalize_all(policy_require);
+    let (archs, source) = match requirement {
+        Some(req) => match req.allowed {
+            Some(allowed) => (allowed, PlatformSource::Pod(req.source)),
+            None if !policy.is_empty() => {
+                (&policy - &req.excluded, PlatformSource::Pod(req.source))
+            }
+            None => return None,
+        },
+        None if !policy.is_empty() => (policy, PlatformSource::Policy),
+        None => return None,
     };
-    let Some(req) = req else {
-        return fallback();
-    };
-    let archs = match &req.allowed {
-        Some(allowed) => normalize_all(allowed),
-        None => &fallback()?.0 - &normalize_all(&req.excluded),
-    };
-    Some((archs, req.source.label()))
+    Some(Placement {
+        platforms: archs.iter().map(|a| NodePlatform::new(&os, a)).collect(),
+        source,
+        pod_constrained,
+    })
+}
+
+/// The pod's OS: `spec.os.name`, else its nodeSelector `kubernetes.io/os`, else
+/// `linux`.
+pub fn pod_os(spec: &PodSpec) -> String {
+    let named = spec.os.as_ref().map(|os| os.name.as_str());
+    let selected = spec
+        .node_selector
+        .as_ref()
+        .and_then(|s| s.get(OS_LABEL))
+        .map(String::as_str);
+    normalize_os(named.or(selected).unwrap_or(DEFAULT_OS).trim())
 }
 
 #[cfg(test)]
@@ -488,10 +587,6 @@ mod tests {
 
     fn p(spec: &str) -> Platform {
         Platform::parse(spec).unwrap_or_else(|e| panic!("{spec}: {e}"))
-    }
-
-    fn set(items: &[&str]) -> BTreeSet<String> {
-        items.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -732,49 +827,147 @@ mod tests {
         }
     }
 
-    type ResolveCase<'a> = (
-        Option<&'a ArchRequirement>,
-        Option<&'a BTreeSet<String>>,
-        &'a [String],
-        &'a str,
-    );
-
     #[test]
-    fn resolve_precedence_table() {
-        let req = |allowed: Option<&[&str]>, excluded: &[&str], source| ArchRequirement {
-            allowed: allowed.map(set),
-            excluded: set(excluded),
-            source,
+    fn placement_precedence_table() {
+        let node = |name: &str, arch: &str, os: &str| Node {
+            name: name.into(),
+            labels: [(ARCH_LABEL, arch), (OS_LABEL, os)]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            ..Node::default()
         };
-        let sel = req(Some(&["arm64"]), &[], ArchSource::NodeSelector);
-        let aff = req(Some(&["amd64", "arm64"]), &[], ArchSource::NodeAffinity);
-        let not_in = req(None, &["s390x"], ArchSource::NodeAffinity);
-        let nowhere = req(Some(&[]), &[], ArchSource::NodeAffinity);
-        let cluster = set(&["amd64", "s390x"]);
-        let (raw, empty) = (set(&["x86_64", "aarch64"]), set(&[]));
-        let policy = ["arm64".to_string(), "S390X".to_string()];
-        #[rustfmt::skip]
-        let cases: &[ResolveCase] = &[
-            (Some(&sel), Some(&cluster), &policy, "arm64 from nodeSelector"),
-            (Some(&aff), Some(&cluster), &policy, "amd64,arm64 from node affinity"),
-            (Some(&nowhere), Some(&cluster), &policy, " from node affinity"),
-            (None, Some(&cluster), &policy, "amd64,s390x from cluster nodes"),
-            (None, Some(&raw), &[], "amd64,arm64 from cluster nodes"),
-            (None, None, &policy, "arm64,s390x from policy"),
-            (None, Some(&empty), &policy, "arm64,s390x from policy"),
-            (None, None, &[], "-"),
-            (Some(&not_in), Some(&cluster), &policy, "amd64 from node affinity"),
-            (Some(&not_in), None, &policy, "arm64 from node affinity"),
-            (Some(&not_in), None, &[], "-"),
+        let cluster = vec![
+            node("a", "amd64", "linux"),
+            node("s", "s390x", "linux"),
+            node("w", "amd64", "windows"),
+            Node {
+                name: "unlabelled".into(),
+                ..Node::default()
+            },
         ];
-        for (i, (r, c, pol, want)) in cases.iter().enumerate() {
-            let got = match resolve_architectures(*r, *c, pol) {
-                Some((archs, from)) => format!("{} from {from}", Vec::from_iter(archs).join(",")),
+        let arm_only = vec![node("r", "arm64", "linux")];
+        let policy = ["arm64".to_string(), "S390X".to_string()];
+        let windows_pod = json!({"containers": [], "os": {"name": "windows"}});
+        let windows_pod: PodSpec = serde_json::from_value(windows_pod).unwrap();
+        // (pod, nodes, policy, expected)
+        #[rustfmt::skip]
+        type Case<'a> = (PodSpec, Option<&'a [Node]>, &'a [String], &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                pod("", None),
+                Some(&cluster),
+                &policy,
+                "linux/amd64,linux/s390x,windows/amd64 from the 3 of the cluster's 4 nodes the pod can be scheduled on",
+            ),
+            (
+                pod("A=amd64", None),
+                Some(&cluster),
+                &policy,
+                "linux/amd64,windows/amd64 from the 2 of the cluster's 4 nodes the pod can be scheduled on, constrained",
+            ),
+            (
+                pod("kubernetes.io/os=linux", None),
+                Some(&cluster),
+                &[],
+                "linux/amd64,linux/s390x from the 2 of the cluster's 4 nodes the pod can be scheduled on",
+            ),
+            (
+                pod("", Some("A NotIn s390x")),
+                Some(&cluster),
+                &[],
+                "linux/amd64,windows/amd64 from the 2 of the cluster's 4 nodes the pod can be scheduled on, constrained",
+            ),
+            (
+                windows_pod.clone(),
+                Some(&cluster),
+                &[],
+                "windows/amd64 from the 1 of the cluster's 4 nodes the pod can be scheduled on",
+            ),
+            // No Node fits: the pod's own constraint, else the policy, in the pod's OS.
+            (
+                pod("A=arm64", None),
+                Some(&cluster),
+                &policy,
+                "linux/arm64 from nodeSelector, constrained",
+            ),
+            (
+                pod("A=arm64", None),
+                Some(&arm_only),
+                &policy,
+                "linux/arm64 from the 1 of the cluster's 1 nodes the pod can be scheduled on, constrained",
+            ),
+            (
+                pod("disk=ssd", None),
+                Some(&cluster),
+                &policy,
+                "linux/arm64,linux/s390x from policy",
+            ),
+            (
+                windows_pod,
+                Some(&arm_only),
+                &policy,
+                "windows/arm64,windows/s390x from policy",
+            ),
+            (
+                pod("", Some("A In amd64,arm64")),
+                None,
+                &policy,
+                "linux/amd64,linux/arm64 from node affinity, constrained",
+            ),
+            (
+                pod("", Some("A NotIn s390x")),
+                None,
+                &policy,
+                "linux/arm64 from node affinity, constrained",
+            ),
+            (pod("", Some("A NotIn s390x")), None, &[], "-"),
+            (
+                pod("A=arm64,B=amd64", None),
+                None,
+                &policy,
+                " from nodeSelector, constrained",
+            ),
+            (
+                pod("", None),
+                None,
+                &policy,
+                "linux/arm64,linux/s390x from policy",
+            ),
+            (
+                pod("", None),
+                Some(&[]),
+                &policy,
+                "linux/arm64,linux/s390x from policy",
+            ),
+            (pod("", None), None, &[], "-"),
+        ];
+        for (i, (spec, nodes, pol, want)) in cases.into_iter().enumerate() {
+            let got = match placement(&spec, nodes, pol) {
+                Some(p) => format!(
+                    "{} from {}{}",
+                    p.platforms
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    p.source,
+                    if p.pod_constrained {
+                        ", constrained"
+                    } else {
+                        ""
+                    }
+                ),
                 None => "-".into(),
             };
-            assert_eq!(got, *want, "case {i}");
+            assert_eq!(got, want, "case {i}");
         }
-        assert!(sel.permits("aarch64") && !sel.permits("amd64"));
-        assert!(not_in.permits("amd64") && !not_in.permits("s390x"));
+        let runs = |node: &str, image: &[&str]| {
+            let (os, arch) = node.split_once('/').unwrap();
+            NodePlatform::new(os, arch).runs(&image.iter().map(|i| p(i)).collect::<Vec<_>>())
+        };
+        assert!(runs("windows/amd64", &["windows/amd64", "linux/arm64"]));
+        assert!(!runs("windows/amd64", &["linux/amd64"]));
+        assert!(!runs("linux/amd64", &["windows/amd64"]));
+        assert!(runs("Linux/x86_64", &["linux/amd64"]));
     }
 }

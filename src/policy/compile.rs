@@ -7,6 +7,7 @@ use globset::GlobMatcher;
 use regex::Regex;
 use serde_saphyr::Spanned;
 
+use super::signatures::SignaturePolicy;
 use super::spec::{
     self, ArchMismatchAction, Mode, PolicyDocument, RegistryErrorAction, RequirePullSecret,
 };
@@ -46,6 +47,8 @@ pub struct Policy {
     pub require_pull_secret: RequirePullSecret,
     /// Kinds that get the pull secrets added.
     pub inject_pull_secrets_on: Vec<String>,
+    /// Signature and attestation rules.
+    pub signatures: Option<SignaturePolicy>,
 }
 
 /// One `imagePullSecrets` entry, compiled.
@@ -78,7 +81,10 @@ const ARCHES: &[&str] = &[
 impl Policy {
     /// Whether the policy needs facts from the registry.
     pub fn needs_registry(&self) -> bool {
-        self.preflight || self.pin_digests || self.architectures.is_some()
+        self.preflight
+            || self.pin_digests
+            || self.architectures.is_some()
+            || self.signatures.is_some()
     }
 
     /// The `imagePullSecrets` entry for `image`'s registry: the first that matches.
@@ -252,10 +258,52 @@ impl Checker<'_> {
         };
         let exclude_images =
             self.patterns(&s.exclude_images, "spec.excludeImages", PatternKind::Image);
-        let registries_allow = match &s.registries {
-            Some(r) => self.patterns(&r.allow, "spec.registries.allow", PatternKind::Registry),
-            None => PatternSet::default(),
+        let registries_allow = match (&s.registries, &s.allowed_registries) {
+            (Some(_), Some(short)) => {
+                let msg = "allowedRegistries is the shorthand of registries.allow, and this policy has both: keep one list";
+                match short.first() {
+                    Some(first) => self.error(first, "spec.allowedRegistries".into(), msg),
+                    None => self.errors.push(PolicyError {
+                        file: self.file.to_path_buf(),
+                        line: None,
+                        field: "spec.allowedRegistries".into(),
+                        message: msg.into(),
+                    }),
+                }
+                PatternSet::default()
+            }
+            (Some(r), None) => {
+                self.patterns(&r.allow, "spec.registries.allow", PatternKind::Registry)
+            }
+            (None, Some(short)) => {
+                self.patterns(short, "spec.allowedRegistries", PatternKind::Registry)
+            }
+            (None, None) => PatternSet::default(),
         };
+        if let Some(r) = &s.required_signatures {
+            self.errors.push(PolicyError {
+                file: self.file.to_path_buf(),
+                line: Some(r.referenced.line()),
+                field: "spec.requiredSignatures".into(),
+                message: format!(
+                    "imagegate has no default signing authority; name who must sign instead of `requiredSignatures: {}`:\n      signatures:\n        required: {}\n        authorities:\n          - name: release\n            key: {{path: keys/release.pub}}\n          # or keyless:\n          - name: ci\n            keyless: {{issuer: https://token.actions.githubusercontent.com, subjectRegExp: '^https://github\\.com/ORG/'}}\n            trustRoot: {{path: trusted_root.json}}",
+                    r.value, r.value
+                ),
+            });
+        }
+        if let Some(m) = &s.minimum_severity {
+            let msg = format!(
+                "a minimum severity judges a signed vulnerability scan, so name the scan and who signs it instead of `minimumSeverity: {}`:\n      attestations:\n        - name: scan\n          predicateType: https://cosign.sigstore.dev/attestation/vuln/v1\n          authority: ci          # an authority of spec.signatures.authorities\n          minimumSeverity: {}",
+                m.value, m.value
+            );
+            self.error(m, "spec.minimumSeverity".into(), msg);
+        }
+        let signatures = super::signatures::compile(
+            self.file,
+            s.signatures.as_ref(),
+            &s.attestations,
+            self.errors,
+        );
         let blocked_images =
             self.patterns(&s.blocked_images, "spec.blockedImages", PatternKind::Image);
         let tags = s.tags.unwrap_or_default();
@@ -369,6 +417,7 @@ impl Checker<'_> {
             image_pull_secrets,
             require_pull_secret,
             inject_pull_secrets_on,
+            signatures,
         })
     }
 
@@ -477,7 +526,7 @@ fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub(super) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

@@ -8,6 +8,7 @@
 
 pub mod compile;
 pub mod load;
+pub mod signatures;
 pub mod spec;
 
 use std::fmt;

@@ -116,8 +116,10 @@ pub struct PolicySpec {
     #[serde(default)]
     pub architectures: Option<ArchitectureRules>,
     /// What to do when the registry cannot be asked in time (timeout, connection
-    /// refused, DNS, TLS, 429, 5xx). A missing image or refused credentials always
-    /// deny: the pull would fail for certain.
+    /// refused, DNS, TLS, 429, 5xx, a Kubernetes API read that used up the
+    /// deadline). A missing image or refused credentials deny: the pull would fail
+    /// for certain, except on registries the webhook configuration lists in
+    /// `nodeCredentials` or `mirrors`, where the node may see more than imagegate.
     #[serde(default)]
     pub on_registry_error: RegistryErrorAction,
     /// The pull secret each registry needs (`registry` a host with an optional port,
@@ -144,6 +146,203 @@ pub struct PolicySpec {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub inject_pull_secrets_on: Option<Vec<Spanned<String>>>,
+    /// Shorthand for `registries: {allow: [...]}`, as image-policy guides write it.
+    /// A policy may use one or the other, not both.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allowed_registries: Option<Vec<Spanned<String>>>,
+    /// Cosign signatures governed images must carry: who must have signed (keys or
+    /// keyless identities) and how many of them. Verified offline against the digest
+    /// the pod runs (resolved from the tag), never against the tag.
+    #[serde(default)]
+    pub signatures: Option<SignatureRules>,
+    /// Signed attestations (in-toto statements) governed images must carry, and
+    /// what their predicates must say (vulnerability scans, SLSA provenance).
+    #[serde(default)]
+    pub attestations: Vec<AttestationRule>,
+    /// Shorthand from image-policy guides, answered at load with the `signatures:`
+    /// block to write instead (imagegate has no implicit default authority).
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub required_signatures: Option<Spanned<bool>>,
+    /// Shorthand from image-policy guides, answered at load with the
+    /// `attestations:` block to write instead.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub minimum_severity: Option<Spanned<String>>,
+}
+
+/// Signature rules.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignatureRules {
+    /// Whether a verified signature is required (default `true`). `false` keeps the
+    /// authorities for `attestations` only.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// How many distinct authorities must have verified a signature (default 1;
+    /// between 1 and the number of authorities).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub threshold: Option<Spanned<i64>>,
+    /// Who may sign: keys and keyless identities, each with a unique name.
+    #[serde(default)]
+    pub authorities: Vec<AuthoritySpec>,
+}
+
+/// One authority: a public key, or a keyless identity under a trust root.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthoritySpec {
+    /// A name unique in the policy (a DNS label), used in denials and by
+    /// `attestations[].authority`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// A PEM public key (ECDSA P-256/P-384, RSA, Ed25519): `{path: keys/release.pub}`
+    /// (relative to the policy file) or `{inline: "-----BEGIN PUBLIC KEY-----..."}`.
+    #[serde(default)]
+    pub key: Option<KeySource>,
+    /// A keyless identity: the certificate's OIDC issuer and subject (SAN), each
+    /// exact or a regular expression (`issuerRegExp`, `subjectRegExp`; matched
+    /// anywhere, write `^...$` to anchor).
+    #[serde(default)]
+    pub keyless: Option<KeylessSpec>,
+    /// `Required` (a verified log entry must be present), `Optional` (an entry that
+    /// is present must verify) or `Off` (entries ignored). Default: `Optional` for
+    /// keys, `Required` for keyless.
+    #[serde(default)]
+    pub transparency_log: Option<TransparencyLogSpec>,
+    /// The Sigstore trust root (Fulcio CAs, Rekor and CT log keys, TSAs): required
+    /// for keyless; for a key, what its log entries are checked against.
+    #[serde(default)]
+    pub trust_root: Option<TrustRootSource>,
+    /// Other repositories a legacy signature's `docker-reference` may name
+    /// (mirrors), such as `mirror.example.com/acme/app`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allowed_repositories: Vec<Spanned<String>>,
+}
+
+/// Where a public key is.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeySource {
+    /// A PEM file, relative to the policy file. `k8s://namespace/name` (a Secret)
+    /// is not supported yet.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
+    /// The PEM text itself.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub inline: Option<Spanned<String>>,
+}
+
+/// A keyless identity.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeylessSpec {
+    /// The exact OIDC issuer (`https://token.actions.githubusercontent.com`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub issuer: Option<Spanned<String>>,
+    /// A regular expression on the OIDC issuer.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub issuer_reg_exp: Option<Spanned<String>>,
+    /// The exact certificate subject (email or URI SAN).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub subject: Option<Spanned<String>>,
+    /// A regular expression on the certificate subject.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub subject_reg_exp: Option<Spanned<String>>,
+}
+
+/// Whether a transparency log entry is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum TransparencyLogSpec {
+    /// A verified log entry must be present.
+    Required,
+    /// A log entry that is present must verify.
+    Optional,
+    /// Log entries are ignored (cosign's `--insecure-ignore-tlog`).
+    Off,
+}
+
+/// Where the trust root is: a Sigstore `trusted_root.json`, or PEM files.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustRootSource {
+    /// A `trusted_root.json` (what `cosign trusted-root create` writes), relative to
+    /// the policy file.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
+    /// PEM files, relative to the policy file.
+    #[serde(default)]
+    pub pem: Option<TrustRootPemFiles>,
+}
+
+/// The PEM files of a trust root, each relative to the policy file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustRootPemFiles {
+    /// The Fulcio certificate chain (intermediates and root).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub fulcio: Option<Spanned<String>>,
+    /// The Rekor public key(s).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub rekor: Option<Spanned<String>>,
+    /// The CT log public key(s).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub ctlog: Option<Spanned<String>>,
+    /// The timestamp authority's certificate chain.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub tsa: Option<Spanned<String>>,
+}
+
+/// A signed attestation an image must carry.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttestationRule {
+    /// A name unique in the policy (a DNS label), for denials.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// The in-toto predicate type (`https://cosign.sigstore.dev/attestation/vuln/v1`,
+    /// `https://slsa.dev/provenance/v1`, `https://slsa.dev/provenance/v0.2`, ...).
+    #[schemars(with = "String")]
+    pub predicate_type: Spanned<String>,
+    /// The authority (of `signatures.authorities`) that must have signed it.
+    #[schemars(with = "String")]
+    pub authority: Spanned<String>,
+    /// Vulnerability scans: deny a finding at or above this severity (`LOW`,
+    /// `MEDIUM`, `HIGH`, `CRITICAL`). Findings of severity `UNKNOWN` are not counted.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub minimum_severity: Option<Spanned<String>>,
+    /// Vulnerability scans: deny when `metadata.scanFinishedOn` is older than this
+    /// (`168h`, `7d`, `30m`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Spanned<String>>,
+    /// SLSA provenance: a regular expression on the builder id (v1
+    /// `runDetails.builder.id`, v0.2 `builder.id`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub builder_id: Option<Spanned<String>>,
+    /// SLSA provenance: a regular expression on the source repository (v1
+    /// `buildDefinition.externalParameters.workflow.repository`, else the first
+    /// `resolvedDependencies` URI; v0.2 `invocation.configSource.uri`, else the
+    /// first `materials` URI).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub source_repository: Option<Spanned<String>>,
 }
 
 /// A registry and the pull secret its images need.
@@ -188,15 +387,17 @@ pub enum RegistryErrorAction {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArchitectureRules {
     /// Architectures (`amd64`, `arm64`, ...) to require when they cannot be derived
-    /// from where the pod may run: the pod's nodeSelector `kubernetes.io/arch`, else
-    /// its required node affinity on that label, else the cluster's Nodes.
+    /// from where the pod may run: the cluster's Nodes it can land on (selector,
+    /// affinity, taints and tolerations, cordons, OS), else its own nodeSelector or
+    /// required node affinity on `kubernetes.io/arch`. In the pod's OS.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub require: Vec<Spanned<String>>,
     /// `Deny` (default) refuses an image that lacks an architecture; `AddNodeAffinity`
     /// mutates the pod instead, adding a required node affinity on
-    /// `kubernetes.io/arch` for the architectures its images have (only where the
-    /// architectures came from the cluster or the policy, not from the pod itself).
+    /// `kubernetes.io/arch` (and `kubernetes.io/os` when it matters) for the
+    /// platforms its images have (only where the pod does not constrain its
+    /// architecture itself, and never on a Pod UPDATE, where affinity is immutable).
     #[serde(default)]
     pub on_mismatch: ArchMismatchAction,
 }

@@ -129,8 +129,10 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The rate-limit headers of a 429, sanitized.
-fn rate_limit_headers(headers: &HeaderMap) -> Option<String> {
+/// The rate-limit headers of an answer (`ratelimit-limit`, `ratelimit-remaining`,
+/// `retry-after`, `docker-ratelimit-source`), sanitized, joined with `, `; `None`
+/// when it has none.
+pub fn rate_limit_headers(headers: &HeaderMap) -> Option<String> {
     let found: Vec<String> = [
         "ratelimit-limit",
         "ratelimit-remaining",

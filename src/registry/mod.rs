@@ -59,7 +59,7 @@ use tokio::sync::Semaphore;
 pub use crate::engine::ManifestFacts;
 pub use error::{
     DETAIL_CHARS, FailureKind, RegistryError, chain, classify_io, classify_tls, human_bytes,
-    sanitize,
+    rate_limit_headers, sanitize,
 };
 pub use manifest::{ACCEPT, Descriptor, Parsed};
 pub use net::AddressPolicy;

@@ -126,8 +126,25 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Counts a request in flight for as long as it lives.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 async fn admit(state: &AppState, endpoint: Endpoint, body: Bytes) -> Response {
     let started = Instant::now();
+    // A clone of the gauge, not the family's lock guard, lives across the awaits.
+    let gauge = (state.metrics.in_flight)
+        .get_or_create(&EndpointLabels {
+            endpoint: endpoint.as_str(),
+        })
+        .clone();
+    gauge.inc();
+    let _in_flight = InFlight(gauge);
     let read = if body.len() <= READ_INLINE_MAX_BYTES {
         read(&body)
     } else {
@@ -238,10 +255,11 @@ async fn judge(
     let workload = &workload;
     // One policy set for the whole request, even if a reload lands meanwhile.
     let policies = state.policies.load_full();
+    let lookups = state.lookups.load_full();
     let needs = engine::needs(&policies, workload);
-    let facts = state
+    let facts = lookups
         .inspector
-        .gather(&needs, workload, state.deadline)
+        .gather(&needs, workload, lookups.deadline)
         .await;
     if endpoint == Endpoint::Validate {
         count_lookup_failures(state, &facts);
@@ -257,6 +275,7 @@ async fn judge(
         Endpoint::Mutate => mutating_answer(decision),
         Endpoint::Validate => {
             record(state, endpoint, request, workload, &decision);
+            record_not_checked(request, workload, &decision);
             validating_answer(&decision, workload)
         }
     })
@@ -296,6 +315,15 @@ fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
             "Audit finding(s)",
         );
         audit_annotations.insert("would-deny".to_string(), would_deny.join("; "));
+    }
+    if !decision.not_checked.is_empty() {
+        let not_checked = review::limit_lines(
+            decision.not_checked.iter().cloned(),
+            review::MAX_AUDIT_ENTRY_LEN,
+            review::MAX_AUDIT_ANNOTATION_LEN,
+            "unchecked image(s)",
+        );
+        audit_annotations.insert("not-checked".to_string(), not_checked.join("; "));
     }
     let warnings = review::limit_warnings_from(decision.warning_lines());
     Answer {
@@ -386,6 +414,22 @@ fn record(
     }
 }
 
+/// The structured audit log of what was not checked (`imagePullPolicy: Never`).
+fn record_not_checked(request: &Request, workload: &Workload, decision: &Decision) {
+    for note in &decision.not_checked {
+        tracing::info!(
+            target: "imagegate::audit",
+            uid = %request.uid,
+            namespace = %workload.namespace,
+            kind = %workload.kind,
+            name = %workload.name,
+            action = "not checked",
+            message = %note,
+            "image not looked up"
+        );
+    }
+}
+
 fn json(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -429,7 +473,13 @@ mod tests {
             InspectorConfig::default(),
         )
         .unwrap();
-        AppState::new(policies, inspector, std::time::Duration::from_secs(1))
+        AppState::new(
+            policies,
+            crate::server::Lookups {
+                inspector,
+                deadline: std::time::Duration::from_secs(1),
+            },
+        )
     }
 
     fn review(kind: (&str, &str), object: Value) -> Value {
@@ -643,7 +693,13 @@ mod tests {
             InspectorConfig::default(),
         )
         .unwrap();
-        let state = AppState::new(policies, inspector, std::time::Duration::from_secs(1));
+        let state = AppState::new(
+            policies,
+            crate::server::Lookups {
+                inspector,
+                deadline: std::time::Duration::from_secs(1),
+            },
+        );
         let n = 2_000;
         let containers: Vec<Value> = (0..n)
             .map(|i| json!({"name": format!("c{i}"), "image": format!("registry.example/team/app{i}:latest")}))

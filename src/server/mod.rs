@@ -1,7 +1,10 @@
 //! The HTTPS webhook: axum handlers kept thin, rustls, reloads and metrics.
 //!
 //! `start` binds, loads the policies and the certificate, and serves until
-//! [`Running::shutdown`] drains the in-flight requests.
+//! [`Running::shutdown`]: readiness turns false, the server keeps accepting for the
+//! grace period (so that the endpoints controller and kube-proxy, which learn of
+//! the terminating pod only after a delay, stop sending to it before it closes),
+//! then it stops accepting and drains the in-flight requests.
 
 mod handlers;
 pub mod metrics;
@@ -9,7 +12,7 @@ mod reload;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -45,8 +48,47 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     /// How long in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
+    /// How long the server keeps accepting after readiness turns false on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// How facts are gathered: the inspector and the admission deadline, both from the
+/// webhook configuration, swapped whole when it is reloaded.
+pub struct Lookups {
+    pub inspector: Inspector,
     /// The time an admission may spend gathering facts.
     pub deadline: Duration,
+}
+
+/// Builds [`Lookups`] from a configuration file, and the files it read (the file,
+/// its `caFile`s, its `dockerConfig`), or says why it cannot.
+pub type BuildLookups = Box<dyn Fn(&Path) -> Result<(Lookups, Vec<PathBuf>), String> + Send + Sync>;
+
+/// The webhook configuration file and how to build from it; the server polls the
+/// files and rebuilds on a change. The wiring (clients) is the caller's: `build`
+/// comes from `cli::serve`.
+pub struct ConfigReload {
+    pub path: PathBuf,
+    /// The files the running configuration was built from...
+    pub files: Vec<PathBuf>,
+    /// ...and their content then: the reloader's baseline.
+    pub baseline: FileSnapshot,
+    pub build: BuildLookups,
+}
+
+/// The bytes of some files (`None`: unreadable), compared to see a change.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileSnapshot(Vec<(PathBuf, Option<Vec<u8>>)>);
+
+impl FileSnapshot {
+    pub fn read(files: &[PathBuf]) -> FileSnapshot {
+        FileSnapshot(
+            files
+                .iter()
+                .map(|f| (f.clone(), std::fs::read(f).ok()))
+                .collect(),
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,19 +110,17 @@ pub struct AppState {
     pub policies: Arc<ArcSwap<PolicySet>>,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
-    pub inspector: Arc<Inspector>,
-    /// The time an admission may spend gathering facts.
-    pub deadline: Duration,
+    pub lookups: Arc<ArcSwap<Lookups>>,
 }
 
 impl AppState {
-    pub fn new(policies: PolicySet, inspector: Inspector, deadline: Duration) -> Self {
+    pub fn new(policies: PolicySet, lookups: Lookups) -> Self {
+        let metrics = Metrics::new(lookups.inspector.telemetry());
         AppState {
             policies: Arc::new(ArcSwap::from_pointee(policies)),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(metrics),
             ready: Arc::new(AtomicBool::new(false)),
-            inspector: Arc::new(inspector),
-            deadline,
+            lookups: Arc::new(ArcSwap::from_pointee(lookups)),
         }
     }
 }
@@ -120,9 +160,14 @@ pub struct Running {
 }
 
 /// Loads the policies and the certificate, binds and starts serving. The inspector
-/// (registry client, cluster reads, caches) is built by the caller: wiring lives at
-/// the edge, in `cli::serve`.
-pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running, ServeError> {
+/// (registry client, cluster reads, caches) is built by the caller, and so is the
+/// way to rebuild it when the configuration file changes: wiring lives at the
+/// edge, in `cli::serve`.
+pub async fn start(
+    config: ServeConfig,
+    lookups: Lookups,
+    reload: Option<ConfigReload>,
+) -> Result<Running, ServeError> {
     // The sources compiled here are the reloader's baseline: a change that lands
     // during start-up is then seen as a change.
     let sources = crate::policy::load_path(&config.policies)?;
@@ -156,7 +201,9 @@ pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running,
         source,
     })?;
 
-    let state = AppState::new(policies, inspector, config.deadline);
+    let state = AppState::new(policies, lookups);
+    state.metrics.policies_loaded(&sources);
+    state.metrics.certificate(&material.cert);
     let handle = Handle::new();
     let app = router(state.clone());
     // TCP_NODELAY: without it Nagle's algorithm holds small HTTP/2 frames back for
@@ -196,6 +243,7 @@ pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running,
         tls,
         material,
         sources,
+        reload,
     ));
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!(%addr, "serving HTTPS (TLS 1.2 and 1.3)");
@@ -210,9 +258,19 @@ pub async fn start(config: ServeConfig, inspector: Inspector) -> Result<Running,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (up to `drain`), then returns.
-    pub async fn shutdown(self, drain: Duration) {
+    /// Turns readiness false and keeps serving for `grace`, so that the API server's
+    /// connections move to the other replicas first; then stops accepting, lets
+    /// in-flight requests finish (up to `drain`), and returns.
+    pub async fn shutdown(self, grace: Duration, drain: Duration) {
         self.state.ready.store(false, Ordering::SeqCst);
+        if !grace.is_zero() {
+            tracing::info!(
+                grace_seconds = grace.as_secs_f64(),
+                "not ready; still serving for the shutdown grace period"
+            );
+            tokio::time::sleep(grace).await;
+        }
+        tracing::info!("closing the listener; draining in-flight requests");
         self.reloader.abort();
         if let Some(health) = &self.health {
             health.abort();

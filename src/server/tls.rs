@@ -117,3 +117,35 @@ fn client_verifier(
         .build()
         .map_err(|e| err(e.to_string()))
 }
+
+/// The `notAfter` of the first certificate in `cert_pem`, as Unix seconds.
+pub fn not_after(cert_pem: &[u8]) -> Option<i64> {
+    let der = CertificateDer::pem_slice_iter(cert_pem).next()?.ok()?;
+    let cert = <x509_cert::Certificate as x509_cert::der::Decode>::from_der(der.as_ref()).ok()?;
+    let secs = cert
+        .tbs_certificate
+        .validity
+        .not_after
+        .to_unix_duration()
+        .as_secs();
+    i64::try_from(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_expiry_of_the_first_certificate() {
+        let names = vec!["localhost".to_string()];
+        let certs = crate::certs::generate(&names, 10).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let expiry = not_after(certs.cert_pem.as_bytes()).unwrap();
+        let days = (expiry - now) as f64 / 86_400.0;
+        assert!((9.0..=10.5).contains(&days), "{days} days");
+        assert_eq!(not_after(b"not a certificate"), None);
+    }
+}

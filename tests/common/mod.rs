@@ -79,7 +79,13 @@ impl Imagegate {
         config: Option<&str>,
         kubeconfig: Option<&Path>,
     ) -> Imagegate {
-        Imagegate::start_custom(policies, config, kubeconfig, &[], None).await
+        Imagegate::launch(Launch {
+            policies,
+            config,
+            kubeconfig,
+            ..Launch::default()
+        })
+        .await
     }
 
     /// Like [`Imagegate::start_with`], with more `serve` arguments, and a client
@@ -91,6 +97,28 @@ impl Imagegate {
         extra_args: &[String],
         identity_pem: Option<&[u8]>,
     ) -> Imagegate {
+        let args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+        Imagegate::launch(Launch {
+            policies,
+            config,
+            kubeconfig,
+            args: &args,
+            identity_pem,
+            ..Launch::default()
+        })
+        .await
+    }
+
+    /// Starts the binary `launch.bin` (default: the one cargo built) as described.
+    pub async fn launch(launch: Launch<'_>) -> Imagegate {
+        let Launch {
+            policies,
+            config,
+            kubeconfig,
+            args,
+            bin,
+            identity_pem,
+        } = launch;
         let dir = tempfile::tempdir().unwrap();
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policy_dir).unwrap();
@@ -99,7 +127,7 @@ impl Imagegate {
         }
         let tls = dir.path().join("tls");
         generate_certs(&tls);
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin.unwrap_or(Path::new(BIN)));
         command.args([
             "--log-format",
             "json",
@@ -109,6 +137,7 @@ impl Imagegate {
             "--reload-interval",
             "0.1",
         ]);
+        command.args(args);
         if let Some(config) = config {
             let path = dir.path().join("imagegate.yaml");
             std::fs::write(&path, config).unwrap();
@@ -119,7 +148,6 @@ impl Imagegate {
             None => command.args(["--kubernetes", "false"]),
         };
         let mut child = command
-            .args(extra_args)
             .arg("--policies")
             .arg(&policy_dir)
             .arg("--tls-cert")
@@ -127,6 +155,9 @@ impl Imagegate {
             .arg("--tls-key")
             .arg(tls.join("tls.key"))
             .env("RUST_LOG", "info")
+            // Short, so that terminating is quick; a test that needs a grace period
+            // passes --shutdown-grace, which wins over the variable.
+            .env("IMAGEGATE_SHUTDOWN_GRACE", "0.2")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -172,6 +203,23 @@ impl Imagegate {
             .expect("readyz");
         assert_eq!(ready.status(), 200);
         ig
+    }
+
+    /// The `--config` file it was started with (rewrite it to test a reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("imagegate.yaml")
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -320,6 +368,18 @@ impl Imagegate {
         panic!("log never showed {what:?}:\n{}", self.log());
     }
 
+    /// Waits until `what` shows `n` times in the log, or panics after 10 s.
+    pub async fn wait_for_log_count(&self, what: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log().matches(what).count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("log never showed {what:?} {n} times:\n{}", self.log());
+    }
+
     /// Sends SIGTERM and waits for the exit (asynchronously: the client's
     /// connections must keep answering while the server drains them).
     pub async fn terminate(mut self) -> ExitStatus {
@@ -338,6 +398,19 @@ impl Imagegate {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// How to start imagegate: policies, an optional `--config` text and kubeconfig,
+/// more `serve` flags, another binary.
+#[derive(Default)]
+pub struct Launch<'a> {
+    pub policies: &'a [(&'a str, &'a str)],
+    pub config: Option<&'a str>,
+    pub kubeconfig: Option<&'a Path>,
+    pub args: &'a [&'a str],
+    pub bin: Option<&'a Path>,
+    /// A client certificate (PEM: certificate and key) for the harness's client.
+    pub identity_pem: Option<&'a [u8]>,
 }
 
 impl Drop for Imagegate {

@@ -1,13 +1,20 @@
 //! A local stand-in for the Kubernetes API server: it serves the real JSON shapes
 //! of Secrets, ServiceAccounts and Nodes (and 404 `Status` objects) on 127.0.0.1,
 //! so that a real `kube::Client` can be pointed at it. It counts the requests.
+//!
+//! Node lists are paged as the API server pages them (`limit`, `continue`), and
+//! Nodes carry what real ones carry (status, conditions, an image list), so that a
+//! test can check imagegate keeps only what it needs. A delay can be set on every
+//! answer, to play a slow API server.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -19,6 +26,8 @@ struct Objects {
     service_accounts: BTreeMap<(String, String), Value>,
     nodes: Vec<Value>,
     requests: Vec<String>,
+    delay: Duration,
+    node_delay: Duration,
 }
 
 #[derive(Clone)]
@@ -129,13 +138,24 @@ impl FakeApiServer {
             .insert((namespace.into(), name.into()), sa);
     }
 
+    /// A ready, schedulable, untainted Linux Node.
     pub fn add_node(&self, name: &str, arch: &str) {
-        let node = json!({
-            "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-            "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "55",
-                "labels": {"kubernetes.io/arch": arch, "kubernetes.io/os": "linux", "kubernetes.io/hostname": name}}
-        });
+        self.add_node_object(node(name, arch, "linux"));
+    }
+
+    /// A Node object as given (see [`node`] for a realistic one to start from).
+    pub fn add_node_object(&self, node: Value) {
         self.objects.lock().unwrap().nodes.push(node);
+    }
+
+    /// Every answer waits this long first (a slow API server).
+    pub fn set_delay(&self, delay: Duration) {
+        self.objects.lock().unwrap().delay = delay;
+    }
+
+    /// Node lists wait this long (on top of [`FakeApiServer::set_delay`]).
+    pub fn set_node_delay(&self, delay: Duration) {
+        self.objects.lock().unwrap().node_delay = delay;
     }
 
     /// Requests served, as `GET /path`.
@@ -158,10 +178,53 @@ fn not_found(kind: &str, name: &str) -> Response {
     (StatusCode::NOT_FOUND, axum::Json(status)).into_response()
 }
 
+/// A Node as the API server returns it: labels, spec, and a status with
+/// conditions, capacity and the images on it (which imagegate must not keep).
+pub fn node(name: &str, arch: &str, os: &str) -> Value {
+    let images: Vec<Value> = (0..40)
+        .map(|i| json!({"names": [format!("registry.example.com/team/image-{i}@sha256:{:064x}", i), format!("registry.example.com/team/image-{i}:v{i}")], "sizeBytes": 12_345_678 + i}))
+        .collect();
+    json!({
+        "kind": "Node", "apiVersion": "v1",
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "55",
+            "creationTimestamp": "2026-11-01T10:00:00Z",
+            "labels": {"kubernetes.io/arch": arch, "kubernetes.io/os": os, "kubernetes.io/hostname": name,
+                       "beta.kubernetes.io/arch": arch, "beta.kubernetes.io/os": os},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+        "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"], "providerID": format!("kind://docker/kind/{name}")},
+        "status": {
+            "capacity": {"cpu": "8", "memory": "32817852Ki", "pods": "110"},
+            "allocatable": {"cpu": "8", "memory": "32715452Ki", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-11-01T10:05:00Z",
+                "lastTransitionTime": "2026-11-01T10:00:30Z", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
+            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": name}],
+            "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12",
+                "containerRuntimeVersion": "containerd://1.7.24", "kubeletVersion": "v1.33.1", "kubeProxyVersion": "v1.33.1",
+                "operatingSystem": os, "architecture": arch},
+            "images": images
+        }
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+}
+
+async fn delay(o: &Arc<Mutex<Objects>>) {
+    let delay = o.lock().unwrap().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
 async fn secret(
     State(o): State<Arc<Mutex<Objects>>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
+    delay(&o).await;
     let mut o = o.lock().unwrap();
     o.requests
         .push(format!("GET /api/v1/namespaces/{ns}/secrets/{name}"));
@@ -175,6 +238,7 @@ async fn service_account(
     State(o): State<Arc<Mutex<Objects>>>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
+    delay(&o).await;
     let mut o = o.lock().unwrap();
     o.requests.push(format!(
         "GET /api/v1/namespaces/{ns}/serviceaccounts/{name}"
@@ -185,21 +249,29 @@ async fn service_account(
     }
 }
 
-async fn nodes(State(o): State<Arc<Mutex<Objects>>>, headers: HeaderMap) -> Response {
+async fn nodes(State(o): State<Arc<Mutex<Objects>>>, Query(q): Query<ListQuery>) -> Response {
+    delay(&o).await;
+    let node_delay = o.lock().unwrap().node_delay;
+    tokio::time::sleep(node_delay).await;
     let mut o = o.lock().unwrap();
-    o.requests.push("GET /api/v1/nodes".into());
-    let accept = headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    assert!(
-        accept.contains("as=PartialObjectMetadataList"),
-        "imagegate lists Node metadata only: {accept}"
-    );
+    let start: usize = q.continue_.as_deref().map_or(0, |c| c.parse().unwrap());
+    o.requests.push(format!(
+        "GET /api/v1/nodes?limit={}&continue={start}",
+        q.limit.unwrap_or(0)
+    ));
+    let end = match q.limit {
+        Some(limit) if limit > 0 => (start + limit).min(o.nodes.len()),
+        _ => o.nodes.len(),
+    };
+    let mut metadata = json!({"resourceVersion": "1234"});
+    if end < o.nodes.len() {
+        metadata["continue"] = json!(end.to_string());
+        metadata["remainingItemCount"] = json!(o.nodes.len() - end);
+    }
     axum::Json(json!({
-        "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": "1234"},
-        "items": o.nodes.clone()
+        "kind": "NodeList", "apiVersion": "v1",
+        "metadata": metadata,
+        "items": o.nodes[start..end].to_vec()
     }))
     .into_response()
 }
