@@ -929,6 +929,49 @@ mod tests {
         assert!(now_never.containers.is_empty());
     }
 
+    /// The fields the rules read come out of the lean reader as k8s-openapi's
+    /// `PodSpec` reads them, from a tree and from JSON text alike.
+    #[test]
+    fn the_fields_the_rules_read_are_read_whole() {
+        let spec = json!({
+            "containers": [{"name": "app", "image": "nginx:1", "imagePullPolicy": "Never",
+                            "ports": [{"containerPort": 80}], "env": [{"name": "A", "value": "b"}]}],
+            "nodeSelector": {"kubernetes.io/arch": "arm64"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}},
+                "podAntiAffinity": {"x-unknown": 1}},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "nodeName": "node-1",
+            "os": {"name": "linux"},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "serviceAccountName": "builder",
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "restartPolicy": "Always"
+        });
+        let typed: PodSpec = serde_json::from_value(spec.clone()).unwrap();
+        let object = json!({"metadata": {"name": "p"}, "spec": spec});
+        let raw = RawValue::from_string(object.to_string()).unwrap();
+        let from_tree = Workload::from_object("", "Pod", "ns", &object)
+            .unwrap()
+            .unwrap();
+        let from_text = Workload::from_raw("", "Pod", "ns", &Meta::default(), &raw)
+            .unwrap()
+            .unwrap();
+        for w in [from_tree, from_text] {
+            let read = &w.pod_spec;
+            assert_eq!(read.node_selector, typed.node_selector);
+            assert_eq!(read.affinity, typed.affinity);
+            assert_eq!(read.tolerations, typed.tolerations);
+            assert_eq!(read.node_name, typed.node_name);
+            assert_eq!(read.os, typed.os);
+            assert_eq!(read.image_pull_secrets, typed.image_pull_secrets);
+            assert_eq!(read.service_account_name, typed.service_account_name);
+            assert_eq!(w.raw_affinity.as_ref(), spec.get("affinity"));
+            assert!(w.containers[0].never_pulled);
+            assert_eq!(w.containers[0].image, "nginx:1");
+        }
+    }
+
     #[test]
     fn namespace_comes_from_the_object_or_the_request() {
         let o = json!({"metadata": {"name": "p", "namespace": "team"}, "spec": {"containers": []}});
