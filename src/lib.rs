@@ -29,6 +29,14 @@
 //!   explained with the webhook's own classification.
 //! - [`cli`]: the command line; the wiring of clients lives in `cli::serve` and
 //!   `cli::doctor`.
+//!
+//! No unsafe code: `#![forbid(unsafe_code)]` here and in the binary, and
+//! `unsafe_code = "forbid"` in the `[lints]` table of Cargo.toml, which CI enforces
+//! with the rest of that table (`cargo clippy --all-targets -- -D warnings`).
+//! Beside the unit tests, `tests/fuzz.rs` fuzzes every parser of hostile input and
+//! `tests/soak.rs` soaks the binary (README.md, "Fuzzing and soak").
+
+#![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod certs;

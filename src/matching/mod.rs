@@ -707,10 +707,11 @@ mod tests {
             ("INDEX.DOCKER.IO/evil/*", Image, "evil/x", true),
             ("docker.io:443", Registry, "nginx", true),
             ("docker.io", Registry, "docker.io:5000/x", false),
-            // An uppercase first component is a registry host in an image.
-            ("foo/bar", Image, "Foo/bar", false),
-            ("foo", Registry, "Foo/bar", true),
-            ("docker.io", Registry, "Foo/bar", false),
+            // An uppercase host is folded in an image (`Foo/bar`, a host only by
+            // its case, is refused by the reference parser).
+            ("foo/bar", Image, "Foo:5000/bar", false),
+            ("foo:5000", Registry, "Foo:5000/bar", true),
+            ("docker.io", Registry, "Foo:5000/bar", false),
             // IPv6 hosts are literal, never glob classes.
             ("[::1]:5000/**", Image, "[::1]:5000/app", true),
             ("[::1]:5000", Registry, "[::1]:5000/app", true),

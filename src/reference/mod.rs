@@ -19,7 +19,7 @@
 //!   `algorithm:hex`.
 //! - `splitDockerDomain`: the first component is a host when there is a `/` after it
 //!   and it is `localhost`, contains `.` or `:`, or is not all lowercase (`Foo/bar` is
-//!   host `Foo`, repository `bar`); otherwise the name is on Docker Hub (`docker.io`),
+//!   host `Foo`, repository `bar`, which imagegate refuses: see below); otherwise the name is on Docker Hub (`docker.io`),
 //!   and a one-component Docker Hub path gets `library/`. `index.docker.io` is
 //!   `docker.io`.
 //! - A repository path with an uppercase letter is refused ("must be lowercase").
@@ -50,6 +50,10 @@
 //!   must be 1 to 65535 without leading zeros. The runtime would dial `host:05000` or
 //!   `[2001:db8:0::1]` as the same endpoint as `host:5000` and `[2001:db8::1]`, past a
 //!   block on the canonical spelling.
+//! - A first component that is a host only because of its uppercase letters
+//!   (`Foo/bar`, host `Foo`) is refused: hosts ignore case, and in lowercase it is a
+//!   Docker Hub namespace, so no normalized spelling names that host (found by
+//!   `tests/fuzz.rs`: the inspector resolved the written-out form, on Docker Hub).
 //! - The 255-character limit counts the normalized name with its registry
 //!   (`docker.io/library/...`), as distribution/reference up to v0.5.0 and
 //!   docker/distribution 2.8 (older kubelets) count it; v0.6.0 counts the path only.
@@ -264,6 +268,14 @@ fn parse(input: &str, suggest: bool) -> Result<ImageRef, ReferenceError> {
             ));
         }
     };
+    // The digest before the length: a runtime that accepts the length (v0.6.0
+    // counts the path only) still refuses an invalid digest, and the error must say
+    // so (`runtime_refuses`), not blame the length alone.
+    let tag = parts.tag.map(|r| &full[r.0..r.1]);
+    let digest = parts.digest.map(|r| &full[r.0..r.1]);
+    if let Some(d) = digest {
+        validate_digest(d)?;
+    }
     let runtime_name = &full[..parts.name_end];
     let path_len = match parts.domain_len {
         Some(d) => runtime_name.len() - d - 1,
@@ -275,10 +287,25 @@ fn parse(input: &str, suggest: bool) -> Result<ImageRef, ReferenceError> {
             path_len,
         });
     }
-    let tag = parts.tag.map(|r| &full[r.0..r.1]);
-    let digest = parts.digest.map(|r| &full[r.0..r.1]);
-    if let Some(d) = digest {
-        validate_digest(d)?;
+
+    // A first component that is a host only because of its uppercase letters
+    // (`Foo/bar`): hosts ignore case, and the lowercase spelling is a Docker Hub
+    // namespace, so no normalized form names this host. Written out (messages,
+    // lookups, pins), it would name Docker Hub's `foo/bar` instead. Refused.
+    if split.taken > 0
+        && !split.domain.contains(['.', ':'])
+        && !split.domain.eq_ignore_ascii_case("localhost")
+    {
+        return Err(ReferenceError::Host(format!(
+            "`{}` is read as a registry host only because it has uppercase letters, and in lowercase it names a Docker Hub namespace instead: for Docker Hub write `docker.io/{}`; for a registry write its host with its domain or port (`{}:5000/...`)",
+            quote(split.domain),
+            quote(&format!(
+                "{}/{}",
+                split.domain.to_ascii_lowercase(),
+                &input[split.taken..]
+            )),
+            quote(&split.domain.to_ascii_lowercase()),
+        )));
     }
 
     // The runtime's domain is what splitDockerDomain chose, even where `Parse` reads
@@ -986,8 +1013,8 @@ mod tests {
                 "[fc00:1:2:3:4:5:6:7]:5000/library/debian",
             ),
             same(format!("docker.io/{ID}"), format!("docker.io/library/{ID}")),
-            folded("Docker/docker", "Docker/docker", "docker/docker"),
-            folded("DOCKER/docker", "DOCKER/docker", "docker/docker"),
+            refused("Docker/docker", "Docker/docker", Host),
+            refused("DOCKER/docker", "DOCKER/docker", Host),
             bad("https://github.com/docker/docker", Format),
             bad("docker/Docker", Upper),
             bad("-docker", Format),
@@ -1060,8 +1087,9 @@ mod tests {
             same("library/foo/bar", "docker.io/library/foo/bar"),
             same("store/foo/bar", "docker.io/store/foo/bar"),
             same("docker.io/store/foo/bar", "docker.io/store/foo/bar"),
-            folded("Foo/bar", "Foo/bar", "foo/bar"),
-            folded("FOO/bar", "FOO/bar", "foo/bar"),
+            // A host only by its uppercase letters has no normalized spelling.
+            refused("Foo/bar", "Foo/bar", Host),
+            refused("FOO/bar", "FOO/bar", Host),
             // normalize_test.go, TestParseReferenceWithTagAndDigest,
             // TestInvalidReferenceComponents, TestParseAnyReference.
             same(
@@ -1598,6 +1626,56 @@ mod tests {
         }
     }
 
+    /// Regression (tests/fuzz.rs): `Foo/bar` was host `foo`, written out as
+    /// `foo/bar`, which is Docker Hub's; the inspector resolved that form. Every
+    /// accepted reference now writes out as one that names the same image.
+    #[test]
+    fn every_accepted_reference_writes_out_as_itself() {
+        for c in all_cases() {
+            let Ok(r) = ImageRef::parse(&c.input) else {
+                continue;
+            };
+            let again = ImageRef::parse(&r.to_string())
+                .unwrap_or_else(|e| panic!("{:?} -> {r}: {e}", c.input));
+            assert_eq!(
+                (again.registry(), again.name(), again.tag(), again.digest()),
+                (r.registry(), r.name(), r.tag(), r.digest()),
+                "{:?}",
+                c.input
+            );
+        }
+        for input in ["Foo/bar", "FOO/bar:v1", "Registry/team/app:v1"] {
+            let e = ImageRef::parse(input).unwrap_err();
+            assert!(matches!(e, ReferenceError::Host(_)), "{input:?}: {e:?}");
+            assert!(!e.runtime_refuses(), "{input:?}");
+        }
+        let e = ImageRef::parse("MyOrg/app:v1").unwrap_err().to_string();
+        assert!(
+            e.contains("write `docker.io/myorg/app:v1`") && e.contains("`myorg:5000/...`"),
+            "{e}"
+        );
+        for ok in ["LOCALHOST/app", "Foo.example.com/app", "Foo:5000/app"] {
+            let r = ImageRef::parse(ok).unwrap();
+            assert_eq!(ImageRef::parse(&r.to_string()).unwrap().name(), r.name());
+        }
+    }
+
+    /// Regression (tests/fuzz.rs): a name too long for older runtimes only, with an
+    /// invalid digest, was refused as too long (a deliberate refusal, "the runtime
+    /// accepts it"), though every runtime refuses the digest.
+    #[test]
+    fn an_invalid_digest_is_named_before_a_length_only_older_runtimes_refuse() {
+        let long = format!("a/{}", "b".repeat(250));
+        let upper = format!("{long}@sha256:{}", "A".repeat(64));
+        let e = ImageRef::parse(&upper).unwrap_err();
+        assert!(matches!(e, ReferenceError::Digest(_)), "{e:?}");
+        assert!(e.runtime_refuses());
+        let valid = format!("{long}@sha256:{}", "a".repeat(64));
+        let e = ImageRef::parse(&valid).unwrap_err();
+        assert!(matches!(e, ReferenceError::TooLong { .. }), "{e:?}");
+        assert!(!e.runtime_refuses());
+    }
+
     #[test]
     fn the_cache_answers_like_the_parser() {
         for c in all_cases() {
@@ -1875,17 +1953,14 @@ mod tests {
                 .tag()
                 .is_some_and(|t| t.bytes().all(|b| b.is_ascii_hexdigit()));
             assert!(input.contains('/') || !(id_name && hex_tag), "{input:?}");
-            // A single-label host (`Foo/x` is host `foo`) reads as a Docker Hub
-            // namespace once lowercased; every other normalized form names the image.
-            if r.registry().contains(['.', ':']) || r.registry() == "localhost" {
-                let again = ImageRef::parse(&r.to_string())
-                    .unwrap_or_else(|e| panic!("{input:?} -> {r}: {e}"));
-                assert_eq!(
-                    (again.name(), again.tag(), again.digest()),
-                    (r.name(), r.tag(), r.digest()),
-                    "{input:?}"
-                );
-            }
+            // Every normalized form names the same image again.
+            let again =
+                ImageRef::parse(&r.to_string()).unwrap_or_else(|e| panic!("{input:?} -> {r}: {e}"));
+            assert_eq!(
+                (again.name(), again.tag(), again.digest()),
+                (r.name(), r.tag(), r.digest()),
+                "{input:?}"
+            );
         }
         assert!(
             accepted > 500,
