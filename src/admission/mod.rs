@@ -4,5 +4,6 @@ mod object;
 pub mod review;
 
 pub use object::{
-    ContainerImage, ContainerKind, KINDS, ObjectError, SpecChange, Workload, pod_spec_pointer,
+    ContainerImage, ContainerKind, KINDS, Meta, ObjectError, OldImages, SpecChange, Workload,
+    pod_spec_pointer,
 };

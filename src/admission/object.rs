@@ -1,7 +1,13 @@
 //! The objects imagegate admits: Pods and the pod templates of workloads.
 
-use k8s_openapi::api::core::v1::PodSpec;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, PodOS, PodSpec, Toleration};
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Where a container sits in the pod spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,7 +73,11 @@ pub struct Workload {
     pub pod_spec_pointer: &'static str,
     /// The images under review. On an UPDATE, only those that are new or changed.
     pub containers: Vec<ContainerImage>,
-    /// The whole pod spec, typed, for the rules that need more than images.
+    /// The pod spec fields the rules read besides images, typed: `nodeSelector`,
+    /// `affinity`, `tolerations`, `nodeName`, `os`, `imagePullSecrets` and
+    /// `serviceAccountName`. Nothing else is read from the request (the containers
+    /// are in `containers`): a rule that reads another field of `pod_spec` must add
+    /// it to `LeanPodSpec` in this module, or it reads the field's default.
     pub pod_spec: PodSpec,
     /// The pod spec's `affinity` as the request carried it, so that a patch adds to
     /// it without dropping fields the typed spec does not know.
@@ -120,16 +130,214 @@ pub enum ObjectError {
 
 /// `spec.containers[0].image: invalid type: integer `5`, expected a string`: the
 /// field as a path from the object's root, then serde's reason.
-fn malformed_reason(pointer: &str, e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+fn malformed_reason(
+    pointer: &str,
+    path: Option<&serde_path_to_error::Path>,
+    e: &serde_json::Error,
+) -> String {
     let mut field = pointer.trim_start_matches('/').replace('/', ".");
-    let path = e.path().to_string();
+    let path = path.map_or(".".to_string(), ToString::to_string);
     if path != "." {
         if !path.starts_with('[') {
             field.push('.');
         }
         field.push_str(&path);
     }
-    format!("{field}: {}", e.inner())
+    format!("{field}: {}", without_position(e))
+}
+
+/// serde_json's message without ` at line L column C`: read from JSON text, the
+/// position is within the pod spec, not the body, and says nothing the field
+/// path does not.
+pub(crate) fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(t) if e.line() > 0 => t.to_string(),
+        _ => text,
+    }
+}
+
+/// What makes a container unchanged across an UPDATE: the same kind, name and
+/// image, and whether it is pulled (`imagePullPolicy: Never` or not).
+#[derive(Debug, Clone, Hash)]
+struct Unchanged<'a> {
+    kind: ContainerKind,
+    name: Cow<'a, str>,
+    image: Cow<'a, str>,
+    never_pulled: bool,
+}
+
+impl<'a> Unchanged<'a> {
+    fn of(c: &'a ContainerImage) -> Self {
+        Unchanged {
+            kind: c.kind,
+            name: Cow::Borrowed(&c.name),
+            image: Cow::Borrowed(&c.image),
+            never_pulled: c.never_pulled,
+        }
+    }
+
+    /// A container as read from the body: borrowed from it where it can be.
+    fn lean(kind: ContainerKind, c: &LeanContainer<'a>) -> Self {
+        let text = |t: &Option<Cow<'a, str>>| match t {
+            Some(Cow::Borrowed(b)) => Cow::Borrowed(*b),
+            Some(Cow::Owned(o)) => Cow::Owned(o.clone()),
+            None => Cow::Borrowed(""),
+        };
+        Unchanged {
+            kind,
+            name: text(&c.name),
+            image: text(&c.image),
+            never_pulled: c.never_pulled(),
+        }
+    }
+
+    /// Whether a container was there before, with the same image: an image that
+    /// was `imagePullPolicy: Never` and is now pulled counts as changed (it was
+    /// never looked up). At most two lookups.
+    fn was_in(mut self, before: &HashSet<Unchanged<'_>>) -> bool {
+        if self.never_pulled {
+            // Unchanged if it was there pulled or not.
+            if before.contains(&self) {
+                return true;
+            }
+            self.never_pulled = false;
+        }
+        before.contains(&self)
+    }
+}
+
+impl PartialEq for Unchanged<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(test)]
+        tests::COMPARISONS.with(|n| n.set(n.get() + 1));
+        self.kind == other.kind
+            && self.never_pulled == other.never_pulled
+            && self.name == other.name
+            && self.image == other.image
+    }
+}
+
+impl Eq for Unchanged<'_> {}
+
+/// The containers of an UPDATE's `oldObject`, as (kind, name, image), borrowed
+/// from the body: what [`Workload::from_raw_changed`] leaves out.
+#[derive(Debug, Default)]
+pub struct OldImages<'a>(HashSet<Unchanged<'a>>);
+
+impl<'a> OldImages<'a> {
+    /// Reads the old object's containers (`Ok(None)` for a kind imagegate does not
+    /// govern). Nothing else of it is read.
+    pub fn from_raw(
+        group: &str,
+        kind: &str,
+        old: &'a RawValue,
+    ) -> Result<Option<OldImages<'a>>, ObjectError> {
+        let Some(spec) = raw_spec(group, kind, old)? else {
+            return Ok(None);
+        };
+        let mut set = HashSet::with_capacity(spec.len());
+        for (kind, list) in spec.lists() {
+            for c in list.iter().flatten() {
+                set.insert(Unchanged::lean(kind, c));
+            }
+        }
+        Ok(Some(OldImages(set)))
+    }
+}
+
+impl<'a> LeanPodSpec<'a> {
+    /// The three container lists, in the order messages list them.
+    fn lists(&self) -> [(ContainerKind, &Option<Vec<LeanContainer<'a>>>); 3] {
+        [
+            (ContainerKind::InitContainer, &self.init_containers),
+            (ContainerKind::Container, &self.containers),
+            (
+                ContainerKind::EphemeralContainer,
+                &self.ephemeral_containers,
+            ),
+        ]
+    }
+
+    /// The number of containers.
+    fn len(&self) -> usize {
+        self.lists()
+            .iter()
+            .map(|(_, l)| l.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+}
+
+/// The pod spec of a covered object read from its JSON text: only the path to
+/// it is walked, and only [`LeanPodSpec`]'s fields are read. `Ok(None)` for a
+/// kind imagegate does not govern.
+fn raw_spec<'a>(
+    group: &str,
+    kind: &str,
+    object: &'a RawValue,
+) -> Result<Option<LeanPodSpec<'a>>, ObjectError> {
+    let Some(pointer) = pod_spec_pointer(group, kind) else {
+        return Ok(None);
+    };
+    let no_spec = || ObjectError::NoPodSpec {
+        kind: kind.to_string(),
+        pointer,
+    };
+    let mut at = object;
+    for key in pointer.split('/').skip(1) {
+        // The object is valid JSON (the request was parsed), so this cannot fail.
+        at = raw_field(at, key).ok().flatten().ok_or_else(no_spec)?;
+    }
+    lean_spec(kind, pointer, || at).map(Some)
+}
+
+/// Reads the pod spec at `pointer`, from a tree (`&Value`) or from JSON text; the
+/// error names the field (`spec.containers[0].image: invalid type: ...`).
+///
+/// The plain deserializer runs first; the one that tracks the path (it allocates
+/// for every key it passes) runs again only on failure.
+fn lean_spec<'de, D, F>(
+    kind: &str,
+    pointer: &'static str,
+    de: F,
+) -> Result<LeanPodSpec<'de>, ObjectError>
+where
+    D: Deserializer<'de, Error = serde_json::Error>,
+    F: Fn() -> D,
+{
+    match LeanPodSpec::deserialize(de()) {
+        Ok(mut spec) => {
+            if let Some(raw) = spec.raw_affinity.as_ref().filter(|v| !v.is_null()) {
+                let typed = serde_path_to_error::deserialize::<_, Affinity>(raw).map_err(|e| {
+                    let mut reason = malformed_reason(pointer, Some(e.path()), e.inner());
+                    // `spec.nodeAffinity...` -> `spec.affinity.nodeAffinity...`
+                    let field = pointer.trim_start_matches('/').replace('/', ".");
+                    if let Some(rest) = reason.strip_prefix(&field) {
+                        reason = format!("{field}.affinity{rest}");
+                    }
+                    ObjectError::Malformed {
+                        kind: kind.to_string(),
+                        pointer,
+                        reason,
+                    }
+                })?;
+                spec.affinity = Some(typed);
+            }
+            Ok(spec)
+        }
+        Err(plain) => {
+            let reason = match serde_path_to_error::deserialize::<_, LeanPodSpec<'de>>(de()) {
+                Err(e) => malformed_reason(pointer, Some(e.path()), e.inner()),
+                Ok(_) => malformed_reason(pointer, None, &plain),
+            };
+            Err(ObjectError::Malformed {
+                kind: kind.to_string(),
+                pointer,
+                reason,
+            })
+        }
+    }
 }
 
 /// The kinds imagegate covers: (API group, kind, JSON pointer of the pod spec).
@@ -153,6 +361,119 @@ pub fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
         .map(|(_, _, pointer)| *pointer)
 }
 
+/// The pod spec as imagegate reads it: the containers' names, images and pull
+/// policies, and the fields the rules read (`nodeSelector`, `affinity`,
+/// `tolerations`, `nodeName`, `os`, `imagePullSecrets`, `serviceAccountName`). Everything else is skipped unread ([`IgnoredAny`]):
+/// the API server has validated the object against its schema, and a field
+/// imagegate does not read cannot change its decision. Strings are borrowed from
+/// the body where they hold no escapes.
+///
+/// Like k8s-openapi's `PodSpec`, every field may be missing or `null`.
+#[derive(Deserialize)]
+#[serde(rename = "PodSpec", expecting = "PodSpec", rename_all = "camelCase")]
+struct LeanPodSpec<'a> {
+    #[serde(default, borrow)]
+    init_containers: Option<Vec<LeanContainer<'a>>>,
+    #[serde(default, borrow)]
+    containers: Option<Vec<LeanContainer<'a>>>,
+    #[serde(default, borrow)]
+    ephemeral_containers: Option<Vec<LeanContainer<'a>>>,
+    #[serde(default)]
+    node_selector: Option<BTreeMap<String, String>>,
+    /// Read as it is (a small tree) for patches that add to it, then typed.
+    #[serde(default, rename = "affinity")]
+    raw_affinity: Option<Value>,
+    #[serde(skip)]
+    affinity: Option<Affinity>,
+    #[serde(default)]
+    image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    #[serde(default)]
+    service_account_name: Option<String>,
+    #[serde(default)]
+    tolerations: Option<Vec<Toleration>>,
+    #[serde(default)]
+    node_name: Option<String>,
+    #[serde(default)]
+    os: Option<PodOS>,
+}
+
+/// A container as imagegate reads it: its name, image and pull policy, nothing else.
+#[derive(Deserialize)]
+#[serde(expecting = "Container")]
+struct LeanContainer<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    image: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "imagePullPolicy")]
+    image_pull_policy: Option<Cow<'a, str>>,
+}
+
+impl LeanContainer<'_> {
+    /// `imagePullPolicy: Never`.
+    fn never_pulled(&self) -> bool {
+        self.image_pull_policy.as_deref() == Some("Never")
+    }
+}
+
+/// An object's `metadata`, as far as imagegate reads it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    rename = "ObjectMeta",
+    expecting = "ObjectMeta",
+    rename_all = "camelCase"
+)]
+pub struct Meta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub generate_name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl Meta {
+    /// The name, or the `generateName` prefix of a name still to be generated.
+    pub fn name_or_prefix(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .or(self.generate_name.as_deref())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+/// The value at `key` of the JSON object `raw`, without reading the rest into
+/// memory: `None` when `raw` is not an object, or has no such key, or it is `null`.
+pub(crate) fn raw_field<'a>(
+    raw: &'a RawValue,
+    key: &str,
+) -> Result<Option<&'a RawValue>, serde_json::Error> {
+    struct Field<'k>(&'k str);
+    impl<'de, 'k> Visitor<'de> for Field<'k> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                if k == self.0 {
+                    // The last one wins, as in Go's encoding/json.
+                    found = map.next_value::<Option<&'de RawValue>>()?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    if !raw.get().starts_with('{') {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_map(Field(key))
+}
+
 impl Workload {
     /// Reads a covered object. `Ok(None)` for a kind imagegate does not govern.
     pub fn from_object(
@@ -164,101 +485,132 @@ impl Workload {
         let Some(pointer) = pod_spec_pointer(group, kind) else {
             return Ok(None);
         };
-        let spec_value = object
+        let spec = object
             .pointer(pointer)
             .filter(|v| !v.is_null())
             .ok_or_else(|| ObjectError::NoPodSpec {
                 kind: kind.to_string(),
                 pointer,
             })?;
-        // The error names the field (`spec.containers[0].image: invalid type: ...`).
-        let pod_spec: PodSpec =
-            serde_path_to_error::deserialize(spec_value).map_err(|e| ObjectError::Malformed {
-                kind: kind.to_string(),
-                pointer,
-                reason: malformed_reason(pointer, &e),
-            })?;
-        let mut containers = Vec::new();
-        let mut push = |kind: ContainerKind,
-                        i: usize,
-                        name: &str,
-                        image: Option<&String>,
-                        policy: Option<&String>| {
-            containers.push(ContainerImage {
-                kind,
-                name: name.to_string(),
-                image: image.cloned().unwrap_or_default(),
-                pointer: format!("{pointer}/{}/{i}/image", kind.field()),
-                never_pulled: policy.is_some_and(|p| p == "Never"),
-            });
+        let spec = lean_spec(kind, pointer, || spec)?;
+        let text = |p: &str| object.pointer(p).and_then(Value::as_str).map(String::from);
+        let meta = Meta {
+            name: text("/metadata/name"),
+            generate_name: text("/metadata/generateName"),
+            namespace: text("/metadata/namespace"),
         };
-        for (i, c) in pod_spec.init_containers.iter().flatten().enumerate() {
-            let policy = c.image_pull_policy.as_ref();
-            push(
-                ContainerKind::InitContainer,
-                i,
-                &c.name,
-                c.image.as_ref(),
-                policy,
-            );
-        }
-        for (i, c) in pod_spec.containers.iter().enumerate() {
-            let policy = c.image_pull_policy.as_ref();
-            push(
-                ContainerKind::Container,
-                i,
-                &c.name,
-                c.image.as_ref(),
-                policy,
-            );
-        }
-        for (i, c) in pod_spec.ephemeral_containers.iter().flatten().enumerate() {
-            let policy = c.image_pull_policy.as_ref();
-            push(
-                ContainerKind::EphemeralContainer,
-                i,
-                &c.name,
-                c.image.as_ref(),
-                policy,
-            );
-        }
-        let name = object
-            .pointer("/metadata/name")
-            .or_else(|| object.pointer("/metadata/generateName"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let namespace = object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or(namespace)
-            .to_string();
-        Ok(Some(Workload {
-            kind: kind.to_string(),
-            name,
+        Ok(Some(Workload::of(
+            kind,
+            pointer,
             namespace,
+            &meta,
+            spec,
+            |_, _| true,
+        )))
+    }
+
+    /// Reads a covered object from its JSON text without building a tree of it:
+    /// only the path to the pod spec and the fields in [`LeanPodSpec`] are read.
+    /// `meta` is the object's metadata, read by the caller.
+    pub fn from_raw(
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        meta: &Meta,
+        object: &RawValue,
+    ) -> Result<Option<Workload>, ObjectError> {
+        Workload::from_raw_changed(group, kind, namespace, meta, object, None)
+    }
+
+    /// [`Workload::from_raw`] for an UPDATE: only the containers whose image is new
+    /// or changed since `old` are kept (as [`Workload::retain_changed`] does), and
+    /// the unchanged ones are never copied out of the body. Linear: one hash
+    /// lookup per container.
+    pub fn from_raw_changed(
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        meta: &Meta,
+        object: &RawValue,
+        old: Option<&OldImages<'_>>,
+    ) -> Result<Option<Workload>, ObjectError> {
+        let Some(pointer) = pod_spec_pointer(group, kind) else {
+            return Ok(None);
+        };
+        let Some(spec) = raw_spec(group, kind, object)? else {
+            return Ok(None);
+        };
+        Ok(Some(Workload::of(
+            kind,
+            pointer,
+            namespace,
+            meta,
+            spec,
+            |k, c| old.is_none_or(|old| !Unchanged::lean(k, c).was_in(&old.0)),
+        )))
+    }
+
+    fn of(
+        kind: &str,
+        pointer: &'static str,
+        namespace: &str,
+        meta: &Meta,
+        spec: LeanPodSpec<'_>,
+        keep: impl Fn(ContainerKind, &LeanContainer<'_>) -> bool,
+    ) -> Workload {
+        let mut containers = Vec::new();
+        for (kind, list) in spec.lists() {
+            for (i, c) in list.iter().flatten().enumerate() {
+                if !keep(kind, c) {
+                    continue;
+                }
+                containers.push(ContainerImage {
+                    kind,
+                    name: c.name.as_deref().unwrap_or_default().to_string(),
+                    image: c.image.as_deref().unwrap_or_default().to_string(),
+                    pointer: format!("{pointer}/{}/{i}/image", kind.field()),
+                    never_pulled: c.never_pulled(),
+                });
+            }
+        }
+        containers.shrink_to_fit();
+        Workload {
+            kind: kind.to_string(),
+            name: meta.name_or_prefix().unwrap_or_default().to_string(),
+            namespace: meta
+                .namespace
+                .as_deref()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or(namespace)
+                .to_string(),
             pod_spec_pointer: pointer,
             containers,
-            pod_spec,
-            raw_affinity: spec_value.get("affinity").cloned(),
+            pod_spec: PodSpec {
+                node_selector: spec.node_selector,
+                affinity: spec.affinity,
+                image_pull_secrets: spec.image_pull_secrets,
+                service_account_name: spec.service_account_name,
+                tolerations: spec.tolerations,
+                node_name: spec.node_name,
+                os: spec.os,
+                ..PodSpec::default()
+            },
+            raw_affinity: spec.raw_affinity,
             change: SpecChange::Any,
-        }))
+        }
     }
 
     /// Keeps only the containers whose image is new or changed since `old`: an UPDATE
     /// that scales a Deployment or edits a label is not re-judged on images that were
     /// admitted before. An image that was `imagePullPolicy: Never` and is now pulled
     /// counts as changed: it was never looked up.
+    ///
+    /// Linear in the number of containers: the old ones go into a hash set once,
+    /// and each new one is one lookup (an UPDATE may carry 100,000 containers).
     pub fn retain_changed(&mut self, old: &Workload) {
-        self.containers.retain(|c| {
-            !old.containers.iter().any(|o| {
-                o.kind == c.kind
-                    && o.name == c.name
-                    && o.image == c.image
-                    && (c.never_pulled || !o.never_pulled)
-            })
-        });
+        let before: HashSet<Unchanged<'_>> = old.containers.iter().map(Unchanged::of).collect();
+        self.containers
+            .retain(|c| !Unchanged::of(c).was_in(&before));
     }
 
     /// Keeps only the ephemeral containers (the `pods/ephemeralcontainers` subresource),
@@ -461,6 +813,96 @@ mod tests {
         assert_eq!(names, ["debug"]);
     }
 
+    thread_local! {
+        /// Container comparisons made by [`Workload::retain_changed`] on this thread.
+        pub(super) static COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A pod with `n` containers, `changed` of which (spread evenly) have a new image.
+    fn many(n: usize, changed: usize) -> (Workload, Workload) {
+        let (new, old) = many_json(n, changed);
+        let read = |v: &Value| Workload::from_object("", "Pod", "ns", v).unwrap().unwrap();
+        (read(&new), read(&old))
+    }
+
+    fn many_json(n: usize, changed: usize) -> (Value, Value) {
+        let spec = |new: bool| {
+            let containers: Vec<Value> = (0..n)
+                .map(|i| {
+                    let tag = if new && changed > 0 && i % (n / changed) == 0 { 2 } else { 1 };
+                    json!({"name": format!("c{i}"), "image": format!("registry.example/app{i}:{tag}")})
+                })
+                .collect();
+            json!({"spec": {"containers": containers}})
+        };
+        (spec(true), spec(false))
+    }
+
+    /// The UPDATE comparison is linear: doubling the containers doubles the
+    /// comparisons (a nested scan would quadruple them), and 100,000 containers
+    /// take about one comparison each.
+    #[test]
+    fn the_update_comparison_is_linear_in_the_number_of_containers() {
+        let count = |n: usize| {
+            let (mut new, old) = many(n, 10);
+            COMPARISONS.with(|c| c.set(0));
+            new.retain_changed(&old);
+            assert_eq!(new.containers.len(), 10, "{n}");
+            assert!(new.containers.iter().all(|c| c.image.ends_with(":2")));
+            COMPARISONS.with(|c| c.get())
+        };
+        let (n, two_n) = (count(50_000), count(100_000));
+        assert!(
+            two_n <= 100_000 * 11 / 10,
+            "{two_n} comparisons for 100,000 containers"
+        );
+        assert!(
+            two_n * 10 <= n * 25,
+            "{n} comparisons for 50,000 containers, {two_n} for 100,000: not linear"
+        );
+        // The same from the body's JSON text, as the webhook reads an UPDATE.
+        let count_raw = |n: usize| {
+            let (new, old) = many_json(n, 10);
+            let (new, old) = (
+                RawValue::from_string(new.to_string()).unwrap(),
+                RawValue::from_string(old.to_string()).unwrap(),
+            );
+            COMPARISONS.with(|c| c.set(0));
+            let old = OldImages::from_raw("", "Pod", &old).unwrap().unwrap();
+            let w = Workload::from_raw_changed("", "Pod", "ns", &Meta::default(), &new, Some(&old))
+                .unwrap()
+                .unwrap();
+            assert_eq!(w.containers.len(), 10, "{n}");
+            assert!(w.containers.iter().all(|c| c.image.ends_with(":2")));
+            assert_eq!(
+                w.containers[1].pointer,
+                format!("/spec/containers/{}/image", n / 10)
+            );
+            COMPARISONS.with(|c| c.get())
+        };
+        let (n, two_n) = (count_raw(50_000), count_raw(100_000));
+        assert!(
+            two_n <= 100_000 * 11 / 10,
+            "{two_n} comparisons for 100,000 containers"
+        );
+        assert!(two_n * 10 <= n * 25, "{n} then {two_n}: not linear");
+        // Duplicate names (hostile input) are no worse: each (kind, name, image) is
+        // one entry.
+        let mut dup = Workload::from_object(
+            "",
+            "Pod",
+            "ns",
+            &json!({"spec": {"containers": (0..20_000).map(|i| json!({"name": "a", "image": format!("x:{i}")})).collect::<Vec<_>>()}}),
+        )
+        .unwrap()
+        .unwrap();
+        let old = dup.clone();
+        COMPARISONS.with(|c| c.set(0));
+        dup.retain_changed(&old);
+        assert!(dup.containers.is_empty());
+        assert!(COMPARISONS.with(|c| c.get()) <= 22_000);
+    }
+
     #[test]
     fn pull_policy_never_and_raw_affinity_are_kept() {
         let spec = |policy: &str| {
@@ -485,6 +927,49 @@ mod tests {
         let mut now_never = read(&spec("Never"));
         now_never.retain_changed(&read(&spec("Always")));
         assert!(now_never.containers.is_empty());
+    }
+
+    /// The fields the rules read come out of the lean reader as k8s-openapi's
+    /// `PodSpec` reads them, from a tree and from JSON text alike.
+    #[test]
+    fn the_fields_the_rules_read_are_read_whole() {
+        let spec = json!({
+            "containers": [{"name": "app", "image": "nginx:1", "imagePullPolicy": "Never",
+                            "ports": [{"containerPort": 80}], "env": [{"name": "A", "value": "b"}]}],
+            "nodeSelector": {"kubernetes.io/arch": "arm64"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}},
+                "podAntiAffinity": {"x-unknown": 1}},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "nodeName": "node-1",
+            "os": {"name": "linux"},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "serviceAccountName": "builder",
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "restartPolicy": "Always"
+        });
+        let typed: PodSpec = serde_json::from_value(spec.clone()).unwrap();
+        let object = json!({"metadata": {"name": "p"}, "spec": spec});
+        let raw = RawValue::from_string(object.to_string()).unwrap();
+        let from_tree = Workload::from_object("", "Pod", "ns", &object)
+            .unwrap()
+            .unwrap();
+        let from_text = Workload::from_raw("", "Pod", "ns", &Meta::default(), &raw)
+            .unwrap()
+            .unwrap();
+        for w in [from_tree, from_text] {
+            let read = &w.pod_spec;
+            assert_eq!(read.node_selector, typed.node_selector);
+            assert_eq!(read.affinity, typed.affinity);
+            assert_eq!(read.tolerations, typed.tolerations);
+            assert_eq!(read.node_name, typed.node_name);
+            assert_eq!(read.os, typed.os);
+            assert_eq!(read.image_pull_secrets, typed.image_pull_secrets);
+            assert_eq!(read.service_account_name, typed.service_account_name);
+            assert_eq!(w.raw_affinity.as_ref(), spec.get("affinity"));
+            assert!(w.containers[0].never_pulled);
+            assert_eq!(w.containers[0].image, "nginx:1");
+        }
     }
 
     #[test]

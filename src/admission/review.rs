@@ -1,9 +1,14 @@
 //! The AdmissionReview envelope: reading requests and building responses that
 //! follow the v1 contract exactly.
 //!
-//! The types are kube's; this module adds what the contract asks and the types do
-//! not enforce: the version check, `status.code` 403 on a denial, no patch on a
-//! validating reply, and the size limits the API server puts on warnings.
+//! Requests are read lean ([`read`]): borrowed `#[derive(Deserialize)]` structs
+//! hold only the fields imagegate reads, every other field is skipped unread, and
+//! the objects stay JSON text until the pod spec is read from them; no tree of
+//! the body is built, so a request costs time and memory linear in its size and
+//! little more than the body. Replies are kube's types; this module adds what the
+//! contract asks and the types do not enforce: the version check, `status.code`
+//! 403 on a denial, no patch on a validating reply, and the size limits on
+//! warnings and the audit annotation ([`limit_lines`]).
 //!
 //! Fail closed, answer in-band. Under `failurePolicy: Ignore` an HTTP error admits
 //! the object unchecked, so every body that is an AdmissionReview (kind
@@ -13,16 +18,21 @@
 //! imagegate failed). Only a body with no uid to answer ([`ReviewError`]) gets an
 //! HTTP 400; the API server never sends one.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+pub use kube::core::admission::Operation;
+use kube::core::admission::{AdmissionResponse, AdmissionReview};
 use kube::core::response::StatusSummary;
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
-use super::{ObjectError, Workload, pod_spec_pointer};
+use super::object::{raw_field, without_position};
+use super::{Meta, ObjectError, OldImages, Workload, pod_spec_pointer};
 
-pub type Request = AdmissionRequest<DynamicObject>;
+/// The reply's type (kube's, so that its shape is the v1 contract's).
 pub type Review = AdmissionReview<DynamicObject>;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -33,6 +43,10 @@ pub const KIND: &str = "AdmissionReview";
 pub const MAX_WARNING_LEN: usize = 256;
 /// ... and all warnings together longer than this.
 pub const MAX_WARNINGS_TOTAL: usize = 4096;
+/// The longest entry of the `would-deny` audit annotation ...
+pub const MAX_AUDIT_ENTRY_LEN: usize = 1024;
+/// ... and the longest annotation: like warnings, it does not grow with the request.
+pub const MAX_AUDIT_ANNOTATION_LEN: usize = 8192;
 
 /// Why a body gets no in-band answer: it is not an AdmissionReview, or it has no
 /// uid to answer. An HTTP 400.
@@ -118,6 +132,192 @@ impl Envelope {
     }
 }
 
+/// What imagegate reads of an AdmissionReview's request, owned (the object itself
+/// is read into a [`Workload`] by [`read`], and not kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub uid: String,
+    /// The kind of the object (`group`, `version`, `kind`).
+    pub kind: GroupVersionKind,
+    pub sub_resource: Option<String>,
+    /// The name in the request (empty when the API server generates it).
+    pub name: String,
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    /// The requesting user, for the audit log.
+    pub username: Option<String>,
+    pub dry_run: bool,
+    /// The object's metadata, when there is an object.
+    pub object_meta: Option<Meta>,
+}
+
+/// `group`, `version` and `kind`, as in the request's `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupVersionKind {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+/// A request read: what it says, and the workload to judge, or why it cannot be
+/// judged (see `workload`).
+#[derive(Debug)]
+pub struct Read {
+    pub request: Request,
+    pub workload: Result<Option<Workload>, Refusal>,
+}
+
+/// The AdmissionReview as parsed: borrowed from the body, only the fields
+/// imagegate reads; every other field is skipped without being kept, and the
+/// objects stay JSON text ([`RawValue`]) until [`Workload::from_raw`] reads the
+/// few fields of them it needs. No tree of the body is built.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: GvkIn<'a>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    operation: Operation,
+    #[serde(default, borrow)]
+    user_info: Option<UserInfoIn<'a>>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GvkIn<'a> {
+    #[serde(borrow)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct UserInfoIn<'a> {
+    #[serde(default, borrow)]
+    username: Option<Cow<'a, str>>,
+}
+
+/// The envelope of a body that did not parse as an AdmissionReview, read as
+/// leniently as possible (any value where a string is expected is "none"), to
+/// tell whether it can be answered in-band. No tree is built here either.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LenientIn<'a> {
+    #[serde(default, borrow)]
+    api_version: Loose<'a>,
+    #[serde(default, borrow)]
+    kind: Loose<'a>,
+    #[serde(default, borrow)]
+    request: Loose<'a>,
+}
+
+/// Any JSON value: a string is kept, an object's `uid` (when a string) is kept,
+/// anything else is skipped.
+#[derive(Default)]
+enum Loose<'a> {
+    #[default]
+    Other,
+    Text(Cow<'a, str>),
+    Object {
+        uid: Option<Cow<'a, str>>,
+    },
+}
+
+impl<'a> Loose<'a> {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Loose::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Loose::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut uid = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "uid" {
+                        uid = match map.next_value::<Loose<'de>>()? {
+                            Loose::Text(t) => Some(t),
+                            _ => None,
+                        };
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Loose::Object { uid })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A body imagegate will not judge.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejected {
@@ -142,22 +342,99 @@ impl Rejected {
     }
 }
 
-/// Parses and checks an AdmissionReview body.
-pub fn parse(body: &[u8]) -> Result<Request, Rejected> {
-    let review: Review = match serde_json::from_slice(body) {
+/// Parses and checks an AdmissionReview body, and reads the workload to judge.
+/// Linear in the body, and no tree of it is built: see [`ReviewIn`].
+pub fn read(body: &[u8]) -> Result<Read, Rejected> {
+    let review: ReviewIn<'_> = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(e) => return Err(unreadable(body, e)),
     };
     envelope(
-        Some(&review.types.api_version),
-        Some(&review.types.kind),
+        review.api_version.as_deref(),
+        review.kind.as_deref(),
         review.request.is_some(),
-        review.request.as_ref().map(|r| r.uid.as_str()),
+        review.request.as_ref().map(|r| r.uid.as_ref()),
     )?;
-    let request: Request = review
-        .try_into()
-        .map_err(|_| Rejected::NotAReview(ReviewError::NoRequest))?;
-    Ok(request)
+    let Some(r) = review.request else {
+        return Err(Rejected::NotAReview(ReviewError::NoRequest));
+    };
+    let in_band = |refusal| {
+        Rejected::refused(
+            Envelope {
+                api_version: API_VERSION.to_string(),
+                uid: r.uid.to_string(),
+            },
+            refusal,
+        )
+    };
+    // The object's metadata is read here, strictly: it names the object in every
+    // message.
+    let object_meta = match r.object.map(read_meta).transpose() {
+        Ok(meta) => meta.flatten().or(r.object.map(|_| Meta::default())),
+        Err(detail) => {
+            return Err(in_band(Refusal::Unreadable(format!(
+                "request.object.{detail}"
+            ))));
+        }
+    };
+    let request = Request {
+        uid: r.uid.into_owned(),
+        kind: GroupVersionKind {
+            group: r.kind.group.into_owned(),
+            version: r.kind.version.into_owned(),
+            kind: r.kind.kind.into_owned(),
+        },
+        sub_resource: r.sub_resource.map(Cow::into_owned),
+        name: r.name.map(Cow::into_owned).unwrap_or_default(),
+        namespace: r.namespace.map(Cow::into_owned),
+        operation: r.operation,
+        username: r.user_info.and_then(|u| u.username).map(Cow::into_owned),
+        dry_run: r.dry_run.unwrap_or_default(),
+        object_meta,
+    };
+    // A panic while reading the objects is refused in-band like one while judging.
+    let workload = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        workload(&request, r.object, r.old_object)
+    })) {
+        Ok(workload) => workload,
+        Err(payload) => {
+            tracing::error!(
+                uid = %request.uid,
+                panic = crate::unwind::message(payload.as_ref()),
+                "imagegate failed while reading a request; refused in-band"
+            );
+            Err(Refusal::Internal {
+                subject: subject(&request),
+                uid: request.uid.clone(),
+            })
+        }
+    };
+    Ok(Read { request, workload })
+}
+
+/// Parses and checks an AdmissionReview body: [`read`] without the workload.
+pub fn parse(body: &[u8]) -> Result<Request, Rejected> {
+    read(body).map(|r| r.request)
+}
+
+/// The `metadata` of an object, or the path and reason of what is wrong with it.
+fn read_meta(object: &RawValue) -> Result<Option<Meta>, String> {
+    let Ok(Some(meta)) = raw_field(object, "metadata") else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Meta>(meta.get()) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(plain) => {
+            let mut de = serde_json::Deserializer::from_str(meta.get());
+            Err(match serde_path_to_error::deserialize::<_, Meta>(&mut de) {
+                Err(e) if e.path().to_string() != "." => {
+                    format!("metadata.{}: {}", e.path(), without_position(e.inner()))
+                }
+                Err(e) => format!("metadata: {}", without_position(e.inner())),
+                Ok(_) => format!("metadata: {}", without_position(&plain)),
+            })
+        }
+    }
 }
 
 /// The envelope of an AdmissionReview imagegate can answer in-band, or why not.
@@ -201,27 +478,36 @@ fn envelope(
 
 /// A body that does not deserialize as an AdmissionReview: refused in-band when it
 /// is one with a uid (a field of the request has the wrong shape), else a 400.
-/// Only this error path reads the body a second and third time.
+/// Only this error path reads the body a second and third time, and neither
+/// builds a tree of it.
 fn unreadable(body: &[u8], error: serde_json::Error) -> Rejected {
-    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+    let Ok(lenient) = serde_json::from_slice::<LenientIn<'_>>(body) else {
         return ReviewError::Json(error).into();
     };
-    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
-    let has_request = value.get("request").is_some_and(Value::is_object);
+    let (has_request, uid) = match &lenient.request {
+        Loose::Object { uid } => (true, uid.as_deref()),
+        _ => (false, None),
+    };
     match envelope(
-        text("/apiVersion"),
-        text("/kind"),
+        lenient.api_version.text(),
+        lenient.kind.text(),
         has_request,
-        text("/request/uid"),
+        uid,
     ) {
         Err(rejected) => rejected,
         Ok(envelope) => {
-            // Read the request again, for the path of the field at fault.
-            let detail = match serde_path_to_error::deserialize::<_, Request>(&value["request"]) {
-                Err(e) if e.path().to_string() != "." => {
-                    format!("request.{}: {}", e.path(), e.inner())
+            // Read it again, for the path of the field at fault.
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let detail = match serde_path_to_error::deserialize::<_, ReviewIn<'_>>(&mut de) {
+                Err(e) => {
+                    let path = e.path().to_string();
+                    match path.strip_prefix("request") {
+                        Some(rest) if !rest.is_empty() => {
+                            format!("{path}: {}", without_position(e.inner()))
+                        }
+                        _ => format!("request: {}", without_position(e.inner())),
+                    }
                 }
-                Err(e) => format!("request: {}", e.inner()),
                 Ok(_) => error.to_string(),
             };
             Rejected::refused(envelope, Refusal::Unreadable(detail))
@@ -232,11 +518,10 @@ fn unreadable(body: &[u8], error: serde_json::Error) -> Rejected {
 /// `Pod "web" in namespace "team"`, for messages about a request.
 pub fn subject(request: &Request) -> String {
     let name = request
-        .object
+        .object_meta
         .as_ref()
-        .and_then(|o| o.metadata.name.clone().or(o.metadata.generate_name.clone()))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| request.name.clone());
+        .and_then(Meta::name_or_prefix)
+        .unwrap_or(&request.name);
     let mut out = request.kind.kind.clone();
     if !name.is_empty() {
         out.push_str(&format!(" \"{name}\""));
@@ -264,7 +549,11 @@ fn operation_name(operation: &Operation) -> &'static str {
 /// `pods/ephemeralcontainers` subresource only the ephemeral containers. An
 /// `oldObject` that cannot be read is ignored: every image is then judged, as on a
 /// CREATE.
-pub fn workload(request: &Request) -> Result<Option<Workload>, Refusal> {
+fn workload(
+    request: &Request,
+    object: Option<&RawValue>,
+    old_object: Option<&RawValue>,
+) -> Result<Option<Workload>, Refusal> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
         return Ok(None);
     }
@@ -278,57 +567,55 @@ pub fn workload(request: &Request) -> Result<Option<Workload>, Refusal> {
         return Ok(None);
     }
     let namespace = request.namespace.as_deref().unwrap_or_default();
-    let read = |object: &DynamicObject| -> Result<Option<Workload>, ObjectError> {
-        let mut w = Workload::from_object(&kind.group, &kind.kind, namespace, &object.data)?;
-        if let Some(w) = w.as_mut() {
-            w.name = object
-                .metadata
-                .name
-                .clone()
-                .or_else(|| object.metadata.generate_name.clone())
-                .unwrap_or_default();
-            if let Some(ns) = object
-                .metadata
-                .namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-            {
-                w.namespace = ns.to_string();
-            }
-        }
-        Ok(w)
-    };
-    let object = request.object.as_ref().ok_or_else(|| Refusal::NoObject {
+    let object = object.ok_or_else(|| Refusal::NoObject {
         subject: subject(request),
         operation: operation_name(&request.operation).to_string(),
     })?;
-    let read_object = read(object).map_err(|error| Refusal::Malformed {
+    // On an UPDATE only the images that are new or changed are judged. Only the
+    // images of the old object are read; one that cannot be read is not an error.
+    let old = match old_object {
+        Some(old) if request.operation == Operation::Update => {
+            match OldImages::from_raw(&kind.group, &kind.kind, old) {
+                Ok(old) => old,
+                Err(e) => {
+                    tracing::warn!(
+                        uid = %request.uid,
+                        error = %e,
+                        "the oldObject cannot be read; judging every image of the object"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let meta = request.object_meta.clone().unwrap_or_default();
+    let read_object = Workload::from_raw_changed(
+        &kind.group,
+        &kind.kind,
+        namespace,
+        &meta,
+        object,
+        old.as_ref(),
+    )
+    .map_err(|error| Refusal::Malformed {
         subject: subject(request),
         error,
     })?;
+    drop(old);
     let Some(mut workload) = read_object else {
         return Ok(None);
     };
     if ephemeral {
         workload.retain_ephemeral();
     }
-    if request.operation == Operation::Update {
-        // A Pod's spec is immutable but for its images (and a few fields imagegate
-        // does not write).
-        if workload.kind == "Pod" && workload.change == super::SpecChange::Any {
-            workload.change = super::SpecChange::PodUpdate;
-        }
-        if let Some(old) = request.old_object.as_ref() {
-            match read(old) {
-                Ok(Some(old)) => workload.retain_changed(&old),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(
-                    uid = %request.uid,
-                    error = %e,
-                    "the oldObject cannot be read; judging every image of the object"
-                ),
-            }
-        }
+    // A Pod's spec is immutable but for its images (and a few fields imagegate
+    // does not write).
+    if request.operation == Operation::Update
+        && workload.kind == "Pod"
+        && workload.change == super::SpecChange::Any
+    {
+        workload.change = super::SpecChange::PodUpdate;
     }
     Ok(Some(workload))
 }
@@ -356,7 +643,13 @@ impl Answer {
 
 /// Builds the AdmissionReview reply for `request`.
 pub fn respond(request: &Request, answer: Answer) -> Review {
-    let mut response = AdmissionResponse::from(request);
+    // What kube's `AdmissionResponse::from(&AdmissionRequest)` makes.
+    let mut response = AdmissionResponse::invalid("");
+    response.types.api_version = API_VERSION.to_string();
+    response.types.kind = KIND.to_string();
+    response.uid = request.uid.clone();
+    response.allowed = true;
+    response.result = Default::default();
     if !answer.allowed {
         response = response.deny(answer.message);
         response.result.code = 403;
@@ -407,43 +700,68 @@ pub fn encode(review: &Review) -> Vec<u8> {
 
 /// Cuts each warning to [`MAX_WARNING_LEN`] bytes and the list to
 /// [`MAX_WARNINGS_TOTAL`] bytes in all, saying how many were left out.
+/// A list that already fits (such as one made by [`limit_warnings_from`]) is kept
+/// as it is.
 pub fn limit_warnings(warnings: Vec<String>) -> Vec<String> {
-    let total_count = warnings.len();
+    let fits = warnings.iter().all(|w| w.len() <= MAX_WARNING_LEN)
+        && warnings.iter().map(String::len).sum::<usize>() <= MAX_WARNINGS_TOTAL;
+    if fits {
+        return warnings;
+    }
+    limit_warnings_from(warnings)
+}
+
+/// [`limit_warnings`] on warnings made as they are read: those past the limit are
+/// never made.
+pub fn limit_warnings_from<I>(warnings: I) -> Vec<String>
+where
+    I: IntoIterator<Item = String>,
+    I::IntoIter: ExactSizeIterator,
+{
+    limit_lines(warnings, MAX_WARNING_LEN, MAX_WARNINGS_TOTAL, "warning(s)")
+}
+
+/// Cuts each line to `max_each` bytes and the list to `max_total` bytes in all,
+/// ending with one line that says how many `what` were left out. Lines past the
+/// limit are never made: the iterator is read only as far as it fits.
+pub fn limit_lines<I>(lines: I, max_each: usize, max_total: usize, what: &str) -> Vec<String>
+where
+    I: IntoIterator<Item = String>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let lines = lines.into_iter();
+    let total_count = lines.len();
     let mut out: Vec<String> = Vec::new();
     let mut total = 0;
-    for w in warnings {
-        let w = truncate(&w, MAX_WARNING_LEN);
+    for line in lines {
+        let line = crate::engine::cut(line, max_each);
         // Keep room for the "N more" line.
-        if total + w.len() > MAX_WARNINGS_TOTAL - 64 {
+        if total + line.len() > max_total - 64 {
             break;
         }
-        total += w.len();
-        out.push(w);
+        total += line.len();
+        out.push(line);
     }
     let left = total_count - out.len();
     if left > 0 {
         out.push(format!(
-            "... and {left} more warning(s) not shown; see the imagegate log"
+            "... and {} more {what} not shown; see the imagegate log",
+            crate::engine::thousands(left)
         ));
     }
     out
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let ellipsis = "...";
-    let mut end = max - ellipsis.len();
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{ellipsis}", &s[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// Written by the kube-typed implementation before the lean parser replaced it.
+    const GOLDEN: [&str; 4] = [
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"status":{}}}"#,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":false,"status":{"status":"Failure","code":403,"message":"no \"x\"","reason":"Forbidden"},"auditAnnotations":{"would-deny":"z"},"warnings":["w"]}}"#,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"patch":"W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9zcGVjL2NvbnRhaW5lcnMvMC9pbWFnZSIsInZhbHVlIjoieSJ9XQ==","patchType":"JSONPatch","status":{},"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}"#,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":false,"status":{"status":"Failure","code":400,"message":"imagegate cannot read this AdmissionReview's request (request.x: bad); it is refused so that nothing is admitted unchecked. The API server does not send such requests: check what is calling the webhook","reason":"BadRequest"}}}"#,
+    ];
     use serde_json::{Value, json};
 
     fn review(request: Value) -> Vec<u8> {
@@ -522,7 +840,10 @@ mod tests {
         let mut no_kind = pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None);
         no_kind.as_object_mut().unwrap().remove("kind");
         let mut labels = pod_request("CREATE", pod(&[("a", "x")], &[]), Value::Null, None);
+        // Only what imagegate reads is checked: labels are not, the name is.
         labels["object"]["metadata"]["labels"] = json!(["x"]);
+        assert!(read(&review(labels.clone())).is_ok());
+        labels["object"]["metadata"]["name"] = json!(5);
         // (body, envelope, refusal message fragment)
         let table: Vec<(Vec<u8>, Envelope, &str)> = vec![
             (
@@ -536,7 +857,11 @@ mod tests {
                 "this request is admission.k8s.io/v1beta1",
             ),
             (review(no_kind), envelope(API_VERSION), "(request: missing field `kind`)"),
-            (review(labels), envelope(API_VERSION), "(request.object"),
+            (
+                review(labels),
+                envelope(API_VERSION),
+                "(request.object.metadata.name: invalid type: integer `5`, expected a string)",
+            ),
         ];
         for (body, expected, fragment) in table {
             match parse(&body) {
@@ -606,8 +931,10 @@ mod tests {
             ("DELETE", Value::Null, old.clone(), None, None),
         ];
         for (op, object, old, sub, expected) in table {
-            let req = parse(&review(pod_request(op, object, old, sub))).unwrap();
-            let w = workload(&req).unwrap();
+            let w = read(&review(pod_request(op, object, old, sub)))
+                .unwrap()
+                .workload
+                .unwrap();
             let images = w.map(|w| {
                 w.containers
                     .into_iter()
@@ -620,7 +947,7 @@ mod tests {
                 "{op} {sub:?}"
             );
         }
-        let req = parse(&review(pod_request(
+        let req = read(&review(pod_request(
             "CREATE",
             Value::Null,
             Value::Null,
@@ -628,20 +955,21 @@ mod tests {
         )))
         .unwrap();
         assert!(matches!(
-            workload(&req),
+            req.workload,
             Err(Refusal::NoObject { operation, .. }) if operation == "CREATE"
         ));
         // An oldObject that cannot be read: every image is judged, as on a CREATE.
         let mut broken_old = old.clone();
         broken_old["spec"]["containers"] = json!("x");
-        let req = parse(&review(pod_request(
+        let req = read(&review(pod_request(
             "UPDATE",
             new.clone(),
             broken_old,
             None,
         )))
         .unwrap();
-        let images: Vec<String> = workload(&req)
+        let images: Vec<String> = req
+            .workload
             .unwrap()
             .unwrap()
             .containers
@@ -652,7 +980,7 @@ mod tests {
         // A kind imagegate does not cover needs no object.
         let mut cm = pod_request("CREATE", Value::Null, Value::Null, None);
         cm["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
-        assert!(workload(&parse(&review(cm)).unwrap()).unwrap().is_none());
+        assert!(read(&review(cm)).unwrap().workload.unwrap().is_none());
     }
 
     #[test]
@@ -688,8 +1016,11 @@ mod tests {
             (deployment, SpecChange::Any),
         ];
         for (request, change) in table {
-            let req = parse(&review(request.clone())).unwrap();
-            let w = workload(&req).unwrap().unwrap();
+            let w = read(&review(request.clone()))
+                .unwrap()
+                .workload
+                .unwrap()
+                .unwrap();
             assert_eq!(w.change, change, "{request}");
         }
     }
@@ -748,6 +1079,48 @@ mod tests {
             .unwrap();
         let decoded: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(decoded[0]["path"], "/spec/containers/0/image");
+    }
+
+    /// The replies byte for byte: allow, deny with warnings and an audit
+    /// annotation, a patch, and an in-band refusal.
+    #[test]
+    fn replies_are_exact() {
+        let req = parse(&review(pod_request(
+            "CREATE",
+            pod(&[("a", "x")], &[]),
+            Value::Null,
+            None,
+        )))
+        .unwrap();
+        let text = |r: Review| String::from_utf8(encode(&r)).unwrap();
+        let patch: json_patch::Patch = serde_json::from_value(
+            json!([{"op": "replace", "path": "/spec/containers/0/image", "value": "y"}]),
+        )
+        .unwrap();
+        let deny = Answer {
+            allowed: false,
+            message: "no \"x\"".into(),
+            warnings: vec!["w".into()],
+            audit_annotations: HashMap::from([("would-deny".to_string(), "z".to_string())]),
+            patch: None,
+        };
+        let got = [
+            text(respond(&req, Answer::allow())),
+            text(respond(&req, deny)),
+            text(respond(
+                &req,
+                Answer {
+                    patch: Some(patch),
+                    ..Answer::allow()
+                },
+            )),
+            text(refuse(
+                &Envelope::of(&req),
+                &Refusal::Unreadable("request.x: bad".into()),
+            )),
+        ];
+        let expected: [&str; 4] = GOLDEN;
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod registry_rules;
 mod rules;
 mod signature_rules;
 
+use std::collections::HashSet;
+
 use crate::admission::{ContainerImage, Workload};
 use crate::matching::{IfUnknown, Tag};
 use crate::policy::{Mode, Policy, PolicySet};
@@ -79,35 +81,79 @@ impl Decision {
         self.violations.is_empty()
     }
 
-    /// The denial message for `kubectl` users: every violation, one per line.
+    /// The denial message for `kubectl` users: one violation per line, up to
+    /// [`MAX_DENIAL_LINES`] lines and [`MAX_DENIAL_BYTES`] bytes (each line cut at
+    /// [`MAX_LINE_BYTES`]), then one line that says how many more there are. Its
+    /// size does not grow with the request: an UPDATE may carry 100,000 containers.
     pub fn denial_message(&self, workload: &Workload) -> String {
         let n = self.violations.len();
         let mut msg = format!(
-            "imagegate denied {} in namespace \"{}\": {n} image policy violation{}",
+            "imagegate denied {} in namespace \"{}\": {} image policy violation{}",
             workload.describe(),
             workload.namespace,
+            thousands(n),
             if n == 1 { "" } else { "s" }
         );
+        let mut shown = 0;
         for v in &self.violations {
+            let line = cut(v.line(), MAX_LINE_BYTES);
+            if shown == MAX_DENIAL_LINES || msg.len() + line.len() + 3 > MAX_DENIAL_BYTES {
+                break;
+            }
             msg.push_str("\n- ");
-            msg.push_str(&v.line());
+            msg.push_str(&line);
+            shown += 1;
+        }
+        if shown < n {
+            let listed: HashSet<&str> = self.violations[..shown]
+                .iter()
+                .map(|v| v.container.pointer.as_str())
+                .collect();
+            let more: HashSet<&str> = self.violations[shown..]
+                .iter()
+                .map(|v| v.container.pointer.as_str())
+                .filter(|p| !listed.contains(p))
+                .collect();
+            let left = n - shown;
+            msg.push_str(&format!(
+                "\n- ... and {} more violation{} not shown{}; run `imagegate check` on the manifest to list every one",
+                thousands(left),
+                if left == 1 { "" } else { "s" },
+                match more.len() {
+                    0 => String::new(),
+                    1 => ", in 1 more container".to_string(),
+                    m => format!(", in {} more containers", thousands(m)),
+                }
+            ));
         }
         msg
     }
 
-    /// `would deny: ...` for each Audit violation.
-    pub fn audit_warnings(&self) -> Vec<String> {
+    /// `would deny: ...` for each Audit violation, made as they are read (callers
+    /// keep only as many as fit; see [`crate::admission::review::limit_lines`]).
+    pub fn audit_lines(&self) -> impl ExactSizeIterator<Item = String> + '_ {
         self.audit
             .iter()
             .map(|v| format!("would deny: {}", v.line()))
-            .collect()
+    }
+
+    /// `would deny: ...` for each Audit violation.
+    pub fn audit_warnings(&self) -> Vec<String> {
+        self.audit_lines().collect()
+    }
+
+    /// The validating webhook's warnings, made as they are read: the Audit
+    /// findings, then the others.
+    pub fn warning_lines(&self) -> impl ExactSizeIterator<Item = String> + '_ {
+        ChainExact {
+            first: self.audit_lines(),
+            second: self.warnings.iter().cloned(),
+        }
     }
 
     /// The validating webhook's warnings: the Audit findings, then the others.
     pub fn all_warnings(&self) -> Vec<String> {
-        let mut all = self.audit_warnings();
-        all.extend(self.warnings.iter().cloned());
-        all
+        self.warning_lines().collect()
     }
 
     fn push(&mut self, v: Violation) {
@@ -116,6 +162,70 @@ impl Decision {
             Mode::Audit => self.audit.push(v),
         }
     }
+}
+
+/// The most violation lines a denial message lists before it summarizes the rest.
+pub const MAX_DENIAL_LINES: usize = 50;
+/// The most bytes of a denial message (`kubectl` prints it whole).
+pub const MAX_DENIAL_BYTES: usize = 24 * 1024;
+/// The longest single violation line in a denial message (an image reference
+/// may be as long as the request).
+pub const MAX_LINE_BYTES: usize = 2048;
+
+/// `1,996`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, ending in `...` when cut.
+pub fn cut(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let ellipsis = "...";
+    let mut end = max.saturating_sub(ellipsis.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &s[..end])
+}
+
+/// Two exact-size iterators one after the other (`Chain` is not exact-size).
+struct ChainExact<A, B> {
+    first: A,
+    second: B,
+}
+
+impl<A, B> Iterator for ChainExact<A, B>
+where
+    A: Iterator,
+    B: Iterator<Item = A::Item>,
+{
+    type Item = A::Item;
+
+    fn next(&mut self) -> Option<A::Item> {
+        self.first.next().or_else(|| self.second.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.first.size_hint().0 + self.second.size_hint().0;
+        (n, Some(n))
+    }
+}
+
+impl<A, B> ExactSizeIterator for ChainExact<A, B>
+where
+    A: ExactSizeIterator,
+    B: ExactSizeIterator<Item = A::Item>,
+{
 }
 
 /// The name of the built-in policy that refuses unparseable references.
@@ -198,14 +308,15 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
     }
     arch.finish(workload, &mut decision);
     // A container that is denied anyway is not pinned, and gets no pull secret.
-    let denied: Vec<String> = decision
+    // A set: a request may carry 100,000 containers, and this stays linear.
+    let denied: HashSet<String> = decision
         .violations
         .iter()
         .map(|v| v.container.pointer.clone())
         .collect();
     decision
         .patches
-        .retain(|p| !denied.contains(&p.path().to_string()));
+        .retain(|p| !denied.contains(p.path().as_str()));
     pull_secrets::decide(policies, workload, facts, &denied, &mut decision);
     decision
 }
@@ -271,3 +382,121 @@ impl<'a> Version<'a> {
 
 #[cfg(test)]
 mod tests;
+
+/// The denial message and the warnings stay bounded whatever the request's size.
+#[cfg(test)]
+mod message_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::policy::load_sources;
+
+    fn pod(images: impl Iterator<Item = String>) -> Workload {
+        let containers: Vec<_> = images
+            .enumerate()
+            .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+            .collect();
+        let object = json!({"metadata": {"name": "web"}, "spec": {"containers": containers}});
+        Workload::from_object("", "Pod", "team", &object)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn policies(mode: &str) -> PolicySet {
+        let policy = format!(
+            "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: tags}}\nspec:\n  mode: {mode}\n  tags:\n    forbid: [latest]\n"
+        );
+        PolicySet::compile(&load_sources(&[("p.yaml", &policy)])).unwrap()
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        let table = [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_996, "1,996"),
+            (100_000, "100,000"),
+            (1_234_567, "1,234,567"),
+        ];
+        for (n, text) in table {
+            assert_eq!(thousands(n), text);
+        }
+    }
+
+    #[test]
+    fn a_denial_message_summarizes_past_its_limit() {
+        // (containers, lines listed, the summary line or none)
+        let table = [
+            (3, 3, None),
+            (MAX_DENIAL_LINES, MAX_DENIAL_LINES, None),
+            (
+                MAX_DENIAL_LINES + 1,
+                MAX_DENIAL_LINES,
+                Some(
+                    "- ... and 1 more violation not shown, in 1 more container; run `imagegate check` on the manifest to list every one",
+                ),
+            ),
+            (
+                2_046,
+                MAX_DENIAL_LINES,
+                Some(
+                    "- ... and 1,996 more violations not shown, in 1,996 more containers; run `imagegate check` on the manifest to list every one",
+                ),
+            ),
+        ];
+        let policies = policies("Enforce");
+        for (n, listed, summary) in table {
+            let w = pod((0..n).map(|i| format!("nginx{i}:latest")));
+            let d = decide(&policies, &w, &Facts::default());
+            assert_eq!(d.violations.len(), n);
+            let msg = d.denial_message(&w);
+            let lines: Vec<&str> = msg.lines().collect();
+            assert_eq!(
+                lines[0],
+                format!(
+                    "imagegate denied Pod \"web\" in namespace \"team\": {} image policy violation{}",
+                    thousands(n),
+                    if n == 1 { "" } else { "s" }
+                )
+            );
+            let violation_lines = lines
+                .iter()
+                .filter(|l| l.starts_with("- container"))
+                .count();
+            assert_eq!(violation_lines, listed, "{n}");
+            assert_eq!(
+                lines
+                    .last()
+                    .copied()
+                    .filter(|l| l.contains("more violation")),
+                summary
+            );
+            assert!(
+                msg.len() <= MAX_DENIAL_BYTES + 256,
+                "{n}: {} bytes",
+                msg.len()
+            );
+        }
+        // Long lines: the byte limit holds before the line limit, and each line is cut.
+        let long = format!("registry.example/{}:latest", "a".repeat(10_000));
+        let w = pod(std::iter::repeat_n(long, 200));
+        let msg = decide(&policies, &w, &Facts::default()).denial_message(&w);
+        assert!(msg.len() <= MAX_DENIAL_BYTES + 256, "{} bytes", msg.len());
+        assert!(msg.lines().skip(1).all(|l| l.len() <= MAX_LINE_BYTES + 2));
+        assert!(msg.ends_with("run `imagegate check` on the manifest to list every one"));
+    }
+
+    #[test]
+    fn audit_findings_are_made_only_as_far_as_they_are_read() {
+        let policies = policies("Audit");
+        let w = pod((0..1_000).map(|i| format!("nginx{i}:latest")));
+        let d = decide(&policies, &w, &Facts::default());
+        assert_eq!(d.audit.len(), 1_000);
+        assert_eq!(d.audit_lines().len(), 1_000);
+        assert_eq!(d.warning_lines().len(), 1_000);
+        assert_eq!(d.all_warnings().len(), 1_000);
+        let first = d.warning_lines().next().unwrap();
+        assert!(first.starts_with("would deny: container \"c0\""), "{first}");
+    }
+}

@@ -20,6 +20,8 @@
 //! for a registry one of its containers uses (never for a container denied by
 //! another rule), and the facts hold `auths` keys, never a secret's contents.
 
+use std::collections::HashSet;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::{Value, json};
@@ -175,7 +177,7 @@ pub(super) fn decide(
     policies: &PolicySet,
     workload: &Workload,
     facts: &Facts,
-    denied: &[String],
+    denied: &HashSet<String>,
     decision: &mut Decision,
 ) {
     // An image refused on its name gets nothing and is not checked (its secrets

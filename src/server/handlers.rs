@@ -4,15 +4,16 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{self, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
-use super::AppState;
 use super::metrics::{EndpointLabels, LookupLabels, RequestLabels, ViolationLabels};
+use super::{AppState, MAX_BODY_BYTES};
 use crate::admission::Workload;
-use crate::admission::review::{self, Answer, Envelope, Refusal, Rejected, Request};
+use crate::admission::review::{self, Answer, Envelope, Read, Refusal, Rejected, Request};
 use crate::engine::{self, Decision, Facts, ImageFacts};
 use crate::policy::Mode;
 
@@ -31,12 +32,75 @@ impl Endpoint {
     }
 }
 
-pub(super) async fn validate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Validate, &body).await
+pub(super) async fn validate(
+    State(state): State<AppState>,
+    request: http::Request<Body>,
+) -> Response {
+    match collect(request).await {
+        Ok(body) => admit(&state, Endpoint::Validate, body).await,
+        Err(response) => response,
+    }
 }
 
-pub(super) async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
-    admit(&state, Endpoint::Mutate, &body).await
+pub(super) async fn mutate(
+    State(state): State<AppState>,
+    request: http::Request<Body>,
+) -> Response {
+    match collect(request).await {
+        Ok(body) => admit(&state, Endpoint::Mutate, body).await,
+        Err(response) => response,
+    }
+}
+
+/// The body in one buffer, held once: sized from `Content-Length` (at most
+/// [`MAX_BODY_BYTES`]) and each frame copied in and dropped as it comes. axum's
+/// `Bytes` extractor keeps every frame until it concatenates them, so a large
+/// body was held twice at its peak. Over [`MAX_BODY_BYTES`]: 413.
+async fn collect(request: http::Request<Body>) -> Result<Bytes, Response> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is over {} MiB, the most imagegate reads; the API server never sends one\n",
+                MAX_BODY_BYTES / (1024 * 1024)
+            ),
+        )
+            .into_response()
+    };
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(length.unwrap_or(0) as usize);
+    let mut frames = request.into_body().into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}\n"),
+            )
+                .into_response()
+        })?;
+        if buf.len() + frame.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&frame);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Bodies up to this size are read on the request's task; larger ones (up to
+/// [`super::MAX_BODY_BYTES`], milliseconds of work) on tokio's blocking pool, so
+/// that they do not hold up the other requests of a worker thread.
+pub const READ_INLINE_MAX_BYTES: usize = 64 * 1024;
+
+/// Reads the body (see [`review::read`]), turning a panic into `Err`.
+fn read(body: &[u8]) -> Result<Result<Read, Rejected>, String> {
+    std::panic::catch_unwind(|| review::read(body))
+        .map_err(|payload| crate::unwind::message(payload.as_ref()))
 }
 
 pub(super) async fn healthz() -> &'static str {
@@ -71,7 +135,7 @@ impl Drop for InFlight {
     }
 }
 
-async fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
+async fn admit(state: &AppState, endpoint: Endpoint, body: Bytes) -> Response {
     let started = Instant::now();
     // A clone of the gauge, not the family's lock guard, lives across the awaits.
     let gauge = (state.metrics.in_flight)
@@ -81,31 +145,54 @@ async fn admit(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Response {
         .clone();
     gauge.inc();
     let _in_flight = InFlight(gauge);
-    let (status, reply, decision) = match review::parse(body) {
-        Err(Rejected::NotAReview(e)) => (
+    let read = if body.len() <= READ_INLINE_MAX_BYTES {
+        read(&body)
+    } else {
+        tokio::task::spawn_blocking(move || read(&body))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    let (status, reply, decision) = match read {
+        // Only before a uid is known: past it, `review::read` answers in-band.
+        Err(panic) => {
+            tracing::error!(
+                endpoint = endpoint.as_str(),
+                panic,
+                "imagegate failed while parsing a request"
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                bad_request("imagegate failed while parsing the request; see its log"),
+                "error",
+            )
+        }
+        Ok(Err(Rejected::NotAReview(e))) => (
             StatusCode::BAD_REQUEST,
             bad_request(&e.to_string()),
             "invalid",
         ),
-        Err(Rejected::Refused(in_band)) => refused(endpoint, &in_band.envelope, &in_band.refusal),
-        Ok(request) => {
+        Ok(Err(Rejected::Refused(in_band))) => {
+            refused(endpoint, &in_band.envelope, &in_band.refusal)
+        }
+        Ok(Ok(Read { request, workload })) => {
             // Past this point the uid is known: whatever happens, including a
             // panic, is answered in-band.
-            let judged = match crate::unwind::catch(judge(state, endpoint, &request)).await {
-                Ok(judged) => judged,
-                Err(panic) => {
-                    tracing::error!(
-                        uid = %request.uid,
-                        endpoint = endpoint.as_str(),
-                        panic,
-                        "imagegate failed while judging a request; refused in-band"
-                    );
-                    Err(Refusal::Internal {
-                        subject: review::subject(&request),
-                        uid: request.uid.clone(),
-                    })
-                }
-            };
+            let judged =
+                match crate::unwind::catch(judge(state, endpoint, &request, workload)).await {
+                    Ok(judged) => judged,
+                    Err(panic) => {
+                        tracing::error!(
+                            uid = %request.uid,
+                            endpoint = endpoint.as_str(),
+                            panic,
+                            "imagegate failed while judging a request; refused in-band"
+                        );
+                        Err(Refusal::Internal {
+                            subject: review::subject(&request),
+                            uid: request.uid.clone(),
+                        })
+                    }
+                };
             match judged {
                 Ok(answer) => {
                     let decision = if answer.allowed { "allowed" } else { "denied" };
@@ -154,10 +241,15 @@ fn refused(
     (StatusCode::OK, json(reply), decision)
 }
 
-async fn judge(state: &AppState, endpoint: Endpoint, request: &Request) -> Result<Answer, Refusal> {
+async fn judge(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: &Request,
+    workload: Result<Option<Workload>, Refusal>,
+) -> Result<Answer, Refusal> {
     #[cfg(test)]
     tests::maybe_panic(request);
-    let Some(workload) = review::workload(request)? else {
+    let Some(workload) = workload? else {
         return Ok(Answer::allow());
     };
     let workload = &workload;
@@ -214,14 +306,26 @@ fn mutating_answer(decision: Decision) -> Answer {
 
 fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
     let mut audit_annotations = HashMap::new();
-    let would_deny = decision.audit_warnings();
-    if !would_deny.is_empty() {
+    // Both bounded: an UPDATE may carry 100,000 containers.
+    if !decision.audit.is_empty() {
+        let would_deny = review::limit_lines(
+            decision.audit_lines(),
+            review::MAX_AUDIT_ENTRY_LEN,
+            review::MAX_AUDIT_ANNOTATION_LEN,
+            "Audit finding(s)",
+        );
         audit_annotations.insert("would-deny".to_string(), would_deny.join("; "));
     }
     if !decision.not_checked.is_empty() {
-        audit_annotations.insert("not-checked".to_string(), decision.not_checked.join("; "));
+        let not_checked = review::limit_lines(
+            decision.not_checked.iter().cloned(),
+            review::MAX_AUDIT_ENTRY_LEN,
+            review::MAX_AUDIT_ANNOTATION_LEN,
+            "unchecked image(s)",
+        );
+        audit_annotations.insert("not-checked".to_string(), not_checked.join("; "));
     }
-    let warnings = decision.all_warnings();
+    let warnings = review::limit_warnings_from(decision.warning_lines());
     Answer {
         allowed: decision.allowed(),
         message: if decision.allowed() {
@@ -235,7 +339,12 @@ fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
     }
 }
 
-/// Metrics and the structured audit log for every violation.
+/// The most violations of one request written to the audit log one by one; the
+/// rest are counted in one line (an UPDATE may carry 100,000 containers).
+const MAX_LOGGED_VIOLATIONS: usize = 1000;
+
+/// Metrics for every violation (one update per policy, rule and mode), and the
+/// structured audit log for the first [`MAX_LOGGED_VIOLATIONS`].
 fn record(
     state: &AppState,
     endpoint: Endpoint,
@@ -243,26 +352,29 @@ fn record(
     workload: &Workload,
     decision: &Decision,
 ) {
-    for v in decision.violations.iter().chain(&decision.audit) {
+    let mut counts: HashMap<(&str, &'static str, &'static str), u64> = HashMap::new();
+    let all = decision.violations.len() + decision.audit.len();
+    for (i, v) in decision
+        .violations
+        .iter()
+        .chain(&decision.audit)
+        .enumerate()
+    {
         let mode = match v.mode {
             Mode::Enforce => "Enforce",
             Mode::Audit => "Audit",
         };
-        state
-            .metrics
-            .violations
-            .get_or_create(&ViolationLabels {
-                endpoint: endpoint.as_str(),
-                policy: v.policy.clone(),
-                rule: v.rule.as_str(),
-                mode,
-            })
-            .inc();
+        *counts
+            .entry((&v.policy, v.rule.as_str(), mode))
+            .or_default() += 1;
+        if i >= MAX_LOGGED_VIOLATIONS {
+            continue;
+        }
         tracing::info!(
             target: "imagegate::audit",
             uid = %request.uid,
             dry_run = request.dry_run,
-            user = request.user_info.username.as_deref().unwrap_or_default(),
+            user = request.username.as_deref().unwrap_or_default(),
             namespace = %workload.namespace,
             kind = %workload.kind,
             name = %workload.name,
@@ -275,6 +387,30 @@ fn record(
             message = %v.message,
             "image policy violation"
         );
+    }
+    if all > MAX_LOGGED_VIOLATIONS {
+        tracing::info!(
+            target: "imagegate::audit",
+            uid = %request.uid,
+            namespace = %workload.namespace,
+            kind = %workload.kind,
+            name = %workload.name,
+            violations = all,
+            not_logged = all - MAX_LOGGED_VIOLATIONS,
+            "more image policy violations in this request than are logged one by one"
+        );
+    }
+    for ((policy, rule, mode), n) in counts {
+        state
+            .metrics
+            .violations
+            .get_or_create(&ViolationLabels {
+                endpoint: endpoint.as_str(),
+                policy: policy.to_string(),
+                rule,
+                mode,
+            })
+            .inc_by(n);
     }
 }
 
@@ -367,7 +503,7 @@ mod tests {
     /// POSTs `body` to the handler: the HTTP status and the body (JSON, or the text
     /// of a 400 as a JSON string).
     async fn post(state: &AppState, endpoint: Endpoint, body: &[u8]) -> (u16, Value) {
-        let response = admit(state, endpoint, body).await;
+        let response = admit(state, endpoint, Bytes::copy_from_slice(body)).await;
         let status = response.status().as_u16();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -543,6 +679,78 @@ mod tests {
             n / 2
         );
         assert!(metrics.contains(&line), "{metrics}");
+    }
+
+    /// Thousands of containers: the denial message, the warnings and the audit
+    /// annotation stay bounded, and each says how many it leaves out.
+    #[tokio::test]
+    async fn answers_are_bounded_whatever_the_number_of_containers() {
+        let policy = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: audit}\nspec:\n  mode: Audit\n  tags:\n    forbid: [latest]\n---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: digests}\nspec:\n  tags:\n    requireDigest: true\n";
+        let policies = PolicySet::compile(&load_sources(&[("p.yaml", policy)])).unwrap();
+        let inspector = Inspector::new(
+            RegistryClient::new(RegistryConfig::default()),
+            None,
+            InspectorConfig::default(),
+        )
+        .unwrap();
+        let state = AppState::new(
+            policies,
+            crate::server::Lookups {
+                inspector,
+                deadline: std::time::Duration::from_secs(1),
+            },
+        );
+        let n = 2_000;
+        let containers: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("c{i}"), "image": format!("registry.example/team/app{i}:latest")}))
+            .collect();
+        let body = review(("", "Pod"), pod(json!({ "containers": containers })));
+        let (status, reply) = post(
+            &state,
+            Endpoint::Validate,
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let r = &reply["response"];
+        assert_eq!(r["allowed"], false);
+        let msg = r["status"]["message"].as_str().unwrap();
+        assert!(msg.starts_with("imagegate denied Pod \"web\" in namespace \"team\": 2,000 image policy violations\n"), "{msg}");
+        assert!(msg.ends_with("- ... and 1,950 more violations not shown, in 1,950 more containers; run `imagegate check` on the manifest to list every one"), "{msg}");
+        assert!(msg.len() <= engine::MAX_DENIAL_BYTES + 256);
+        let annotation = r["auditAnnotations"]["would-deny"].as_str().unwrap();
+        assert!(
+            annotation.len() <= review::MAX_AUDIT_ANNOTATION_LEN,
+            "{}",
+            annotation.len()
+        );
+        assert!(
+            annotation.starts_with(
+                "would deny: container \"c0\" image \"registry.example/team/app0:latest\""
+            ),
+            "{annotation}"
+        );
+        assert!(annotation.contains("; ... and 1,9"), "{annotation}");
+        assert!(
+            annotation.ends_with(" more Audit finding(s) not shown; see the imagegate log"),
+            "{annotation}"
+        );
+        let warnings: Vec<&str> = r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert!(warnings.iter().map(|w| w.len()).sum::<usize>() <= review::MAX_WARNINGS_TOTAL);
+        assert!(
+            warnings
+                .last()
+                .unwrap()
+                .ends_with(" more warning(s) not shown; see the imagegate log"),
+            "{warnings:?}"
+        );
+        // The whole reply is small.
+        assert!(serde_json::to_vec(&reply).unwrap().len() < 48 * 1024);
     }
 
     /// Bodies with no uid to answer: HTTP 400 with the reason.
