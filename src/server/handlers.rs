@@ -465,7 +465,13 @@ mod tests {
     const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
     fn state() -> AppState {
-        let policy = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: tags}\nspec:\n  tags:\n    forbid: [latest]\n";
+        state_with(
+            "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: tags}\nspec:\n  tags:\n    forbid: [latest]\n",
+        )
+    }
+
+    /// A state with `policy` (YAML) and an inspector that reaches no cluster.
+    fn state_with(policy: &str) -> AppState {
         let policies = PolicySet::compile(&load_sources(&[("p.yaml", policy)])).unwrap();
         let inspector = Inspector::new(
             RegistryClient::new(RegistryConfig::default()),
@@ -686,20 +692,7 @@ mod tests {
     #[tokio::test]
     async fn answers_are_bounded_whatever_the_number_of_containers() {
         let policy = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: audit}\nspec:\n  mode: Audit\n  tags:\n    forbid: [latest]\n---\napiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: digests}\nspec:\n  tags:\n    requireDigest: true\n";
-        let policies = PolicySet::compile(&load_sources(&[("p.yaml", policy)])).unwrap();
-        let inspector = Inspector::new(
-            RegistryClient::new(RegistryConfig::default()),
-            None,
-            InspectorConfig::default(),
-        )
-        .unwrap();
-        let state = AppState::new(
-            policies,
-            crate::server::Lookups {
-                inspector,
-                deadline: std::time::Duration::from_secs(1),
-            },
-        );
+        let state = state_with(policy);
         let n = 2_000;
         let containers: Vec<Value> = (0..n)
             .map(|i| json!({"name": format!("c{i}"), "image": format!("registry.example/team/app{i}:latest")}))
