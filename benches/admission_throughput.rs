@@ -3,7 +3,7 @@
 //! axum + rustls server that only parses the body as JSON and returns a fixed allow.
 //!
 //! Both servers use the same rustls configuration (`KeyMaterial::server_config`),
-//! the same body limit and the same request body: a Pod CREATE of about 4 KB with
+//! the same body limit and the same request body: a Pod CREATE of about 5 KB with
 //! three containers, allowed by a set of three policies (every rule evaluated, none
 //! violated). The servers run on one tokio runtime and the load generator on another,
 //! so that they do not share worker threads; both are in this one process.
@@ -15,8 +15,12 @@
 //! - `BENCH_PROTOCOLS`: `http1`, `h2` or `http1,h2` (default `http1,h2`)
 //! - `BENCH_SERVER_THREADS`, `BENCH_CLIENT_THREADS`: worker threads of each runtime (default 2)
 //!
-//! Both servers set `TCP_NODELAY` on accepted connections, as imagegate does.
+//! Both servers set `TCP_NODELAY` on accepted connections, as imagegate does. The bare
+//! server, the policies and the review are `benches/bare/mod.rs`, shared with
+//! `examples/bare_admission.rs`, which `scripts/bench-h2load.sh` measures from outside
+//! with h2load.
 
+mod bare;
 mod common;
 
 use common::env_number;
@@ -24,64 +28,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use bare::{Bare, DENIED_UID, POLICIES, UID};
 use imagegate::inspector::{Inspector, InspectorConfig};
 use imagegate::registry::{RegistryClient, RegistryConfig};
 use imagegate::server::tls::KeyMaterial;
-use imagegate::server::{self, Lookups, MAX_BODY_BYTES, ServeConfig};
+use imagegate::server::{self, Lookups, ServeConfig};
 
 const WARMUP: Duration = Duration::from_secs(1);
-const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
-const DENIED_UID: &str = "0c7a2d3e-91b4-4f0e-8f4e-6d1c2b9a7e55";
-
-const POLICIES: &str = r#"# Three policies of a typical platform team.
-apiVersion: imagegate.dev/v1alpha1
-kind: ImagePolicy
-metadata:
-  name: allowed-registries
-spec:
-  mode: Enforce
-  excludeNamespaces: ["kube-system", "kube-public", "kube-node-lease", "imagegate"]
-  registries:
-    allow: ["harbor.example.com", "registry.k8s.io/**"]
-  blockedImages:
-    - "harbor.example.com/legacy/**"
-    - "docker.io/library/vulnerable-image:*"
-  message: "See https://wiki.example.com/images or ask #platform"
----
-apiVersion: imagegate.dev/v1alpha1
-kind: ImagePolicy
-metadata:
-  name: release-tags
-spec:
-  mode: Enforce
-  namespaces: ["team-*", "prod-*"]
-  images: ["harbor.example.com/**", "registry.k8s.io/**"]
-  excludeImages: ["harbor.example.com/sandbox/**"]
-  tags:
-    forbid: ["latest", "*-dev", "*-SNAPSHOT"]
-    allow: ['^v\d+\.\d+\.\d+$']
----
-apiVersion: imagegate.dev/v1alpha1
-kind: ImagePolicy
-metadata:
-  name: pin-digests
-spec:
-  mode: Audit
-  excludeNamespaces: ["kube-system"]
-  tags:
-    requireDigest: true
-"#;
 
 fn main() {
     let settings = Settings::from_env();
@@ -100,10 +56,8 @@ fn main() {
     let cert_path = dir.path().join("tls.crt");
     let key_path = dir.path().join("tls.key");
 
-    let allowed = admission_review(UID, None);
-    let denied = admission_review(DENIED_UID, Some("docker.io/library/nginx:latest"));
-    let allowed_body = Bytes::from(serde_json::to_vec(&allowed).expect("the review serializes"));
-    let denied_body = Bytes::from(serde_json::to_vec(&denied).expect("the review serializes"));
+    let allowed_body = Bytes::from(bare::allowed_body());
+    let denied_body = Bytes::from(bare::denied_body());
 
     let server_rt = runtime("bench-server", settings.server_threads);
     let client_rt = runtime("bench-client", settings.client_threads);
@@ -137,7 +91,7 @@ fn main() {
         .expect("cannot read the generated certificate")
         .server_config(&cert_path, &key_path, None)
         .expect("the generated certificate cannot serve TLS");
-    let bare = server_rt.block_on(Bare::start(tls));
+    let bare = server_rt.block_on(Bare::start(SocketAddr::from(([127, 0, 0, 1], 0)), tls));
 
     let ca = reqwest::Certificate::from_pem(certs.ca_cert_pem.as_bytes())
         .expect("the generated CA is not PEM");
@@ -539,238 +493,4 @@ fn summary(
     let best_ratio = best(&runs[1]) / best(&runs[0]);
     out += &format!("ratio imagegate/bare: {ratio:.2} (best/best {best_ratio:.2})\n");
     out
-}
-
-/// The baseline: the same TLS and HTTP stack, a handler that only parses the body
-/// as JSON and allows.
-struct Bare {
-    addr: SocketAddr,
-    handle: Handle<SocketAddr>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Bare {
-    async fn start(tls: Arc<rustls::ServerConfig>) -> Self {
-        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("the bare server cannot bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("cannot make the bare server's listener non-blocking");
-        let addr = listener
-            .local_addr()
-            .expect("the bare server's listener has no address");
-        let app = Router::new()
-            .route("/validate", post(bare_validate))
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-        let handle = Handle::new();
-        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
-            .acceptor(axum_server::accept::NoDelayAcceptor::new());
-        let server = tokio::spawn(
-            axum_server::from_tcp(listener)
-                .expect("the bare server cannot use its listener")
-                .acceptor(acceptor)
-                .handle(handle.clone())
-                .serve(app.into_make_service()),
-        );
-        Bare {
-            addr,
-            handle,
-            server,
-        }
-    }
-
-    async fn shutdown(self, drain: Duration) {
-        self.handle.graceful_shutdown(Some(drain));
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("the bare server stopped with an error: {e}"),
-            Err(e) => eprintln!("the bare server task failed: {e}"),
-        }
-    }
-}
-
-async fn bare_validate(body: Bytes) -> Response {
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(review) => {
-            let uid = review.pointer("/request/uid").cloned().unwrap_or_default();
-            Json(json!({
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "response": {"uid": uid, "allowed": true},
-            }))
-            .into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-    }
-}
-
-/// A Pod CREATE as the API server sends it for a Deployment's ReplicaSet: labels,
-/// annotations, an owner, managed fields, three containers and the usual spec bulk.
-/// `first_image` replaces the first container's image (for the denied variant).
-fn admission_review(uid: &str, first_image: Option<&str>) -> Value {
-    let digest = |seed: &str| {
-        // Any 64 hex digits will do; derive them from the name so they differ.
-        let mut hex = String::new();
-        let mut x: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in seed.bytes() {
-            x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        while hex.len() < 64 {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            hex += &format!("{:016x}", x);
-        }
-        format!("sha256:{hex}")
-    };
-    let app = first_image.map_or_else(
-        || format!("harbor.example.com/team/app:v1.2.3@{}", digest("app")),
-        str::to_string,
-    );
-    let proxy = format!(
-        "harbor.example.com/mirror/envoy:v1.30.2@{}",
-        digest("envoy")
-    );
-    let sync = format!(
-        "registry.k8s.io/git-sync/git-sync:v4.2.3@{}",
-        digest("git-sync")
-    );
-    let namespace = "team-payments";
-    let metadata = json!({
-        "generateName": "checkout-7d4b9c8f6d-",
-        "namespace": namespace,
-        "uid": "b1f0e2c4-8a7d-4e3f-9c2b-5a6d7e8f9a0b",
-        "creationTimestamp": "2025-06-12T09:41:07Z",
-        "labels": {
-            "app.kubernetes.io/name": "checkout",
-            "app.kubernetes.io/instance": "checkout-prod",
-            "app.kubernetes.io/version": "1.2.3",
-            "app.kubernetes.io/component": "api",
-            "app.kubernetes.io/part-of": "payments",
-            "app.kubernetes.io/managed-by": "Helm",
-            "pod-template-hash": "7d4b9c8f6d",
-            "team": "payments"
-        },
-        "annotations": {
-            "kubectl.kubernetes.io/restartedAt": "2025-06-12T09:40:55Z",
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": "9090",
-            "prometheus.io/path": "/metrics"
-        },
-        "ownerReferences": [{
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": "checkout-7d4b9c8f6d",
-            "uid": "e3a1b2c4-d5e6-47f8-9a0b-1c2d3e4f5a6b",
-            "controller": true,
-            "blockOwnerDeletion": true
-        }],
-        "managedFields": [{
-            "manager": "kube-controller-manager",
-            "operation": "Update",
-            "apiVersion": "v1",
-            "time": "2025-06-12T09:41:07Z",
-            "fieldsType": "FieldsV1",
-            "fieldsV1": {
-                "f:metadata": {
-                    "f:annotations": {".": {}, "f:kubectl.kubernetes.io/restartedAt": {}, "f:prometheus.io/path": {}, "f:prometheus.io/port": {}, "f:prometheus.io/scrape": {}},
-                    "f:generateName": {},
-                    "f:labels": {".": {}, "f:app.kubernetes.io/component": {}, "f:app.kubernetes.io/instance": {}, "f:app.kubernetes.io/name": {}, "f:pod-template-hash": {}, "f:team": {}},
-                    "f:ownerReferences": {".": {}, "k:{\"uid\":\"e3a1b2c4-d5e6-47f8-9a0b-1c2d3e4f5a6b\"}": {}}
-                }
-            }
-        }]
-    });
-    let spec = json!({
-        "volumes": [
-            {"name": "config", "configMap": {"name": "checkout-config", "defaultMode": 420}},
-            {"name": "repo", "emptyDir": {}},
-            {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
-            ]}}
-        ],
-        "containers": [
-            {
-                "name": "app",
-                "image": app,
-                "args": ["--config=/etc/checkout/config.yaml", "--listen=:8080"],
-                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
-                "env": [
-                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-                    {"name": "LOG_LEVEL", "value": "info"}
-                ],
-                "resources": {"limits": {"memory": "512Mi"}, "requests": {"cpu": "250m", "memory": "256Mi"}},
-                "volumeMounts": [
-                    {"name": "config", "readOnly": true, "mountPath": "/etc/checkout"},
-                    {"name": "kube-api-access-x7k2p", "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
-                ],
-                "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
-                "terminationMessagePath": "/dev/termination-log",
-                "terminationMessagePolicy": "File",
-                "imagePullPolicy": "IfNotPresent",
-                "securityContext": {"runAsNonRoot": true, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-            },
-            {
-                "name": "envoy",
-                "image": proxy,
-                "args": ["-c", "/etc/envoy/envoy.yaml", "--log-level", "warn"],
-                "ports": [{"name": "proxy", "containerPort": 15001, "protocol": "TCP"}],
-                "resources": {"limits": {"memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}},
-                "terminationMessagePath": "/dev/termination-log",
-                "terminationMessagePolicy": "File",
-                "imagePullPolicy": "IfNotPresent"
-            },
-            {
-                "name": "git-sync",
-                "image": sync,
-                "args": ["--repo=https://git.example.com/payments/checkout-config", "--period=60s", "--root=/repo"],
-                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                "volumeMounts": [{"name": "repo", "mountPath": "/repo"}],
-                "terminationMessagePath": "/dev/termination-log",
-                "terminationMessagePolicy": "File",
-                "imagePullPolicy": "IfNotPresent"
-            }
-        ],
-        "restartPolicy": "Always",
-        "terminationGracePeriodSeconds": 30,
-        "dnsPolicy": "ClusterFirst",
-        "serviceAccountName": "checkout",
-        "serviceAccount": "checkout",
-        "securityContext": {"runAsUser": 10001, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-        "schedulerName": "default-scheduler",
-        "tolerations": [
-            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-        ],
-        "priority": 0,
-        "enableServiceLinks": true,
-        "preemptionPolicy": "PreemptLowerPriority"
-    });
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {
-                "username": "system:serviceaccount:kube-system:replicaset-controller",
-                "uid": "5d6c3b1e-2f4a-4c8e-9b7d-1a2b3c4d5e6f",
-                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]
-            },
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": metadata,
-                "spec": spec,
-                "status": {}
-            },
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
-        }
-    })
 }

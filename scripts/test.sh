@@ -15,6 +15,8 @@ command -v buildah >/dev/null || need+=(buildah)
 command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v tar >/dev/null || need+=(tar)
 command -v gzip >/dev/null || need+=(gzip)
+# scripts/bench-h2load.sh's load generator.
+command -v h2load >/dev/null || need+=(nghttp2-client)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
