@@ -4,6 +4,6 @@ mod object;
 pub mod review;
 
 pub use object::{
-    ContainerImage, ContainerKind, KINDS, Meta, ObjectError, OldImages, SpecChange, Workload,
-    pod_spec_pointer,
+    ContainerImage, ContainerKind, KINDS, Meta, ObjectError, OldImages, RawObject, SpecChange,
+    Workload, pod_spec_pointer,
 };

@@ -234,7 +234,7 @@ impl<'a> OldImages<'a> {
         kind: &str,
         old: &'a RawValue,
     ) -> Result<Option<OldImages<'a>>, ObjectError> {
-        let Some(spec) = raw_spec(group, kind, old)? else {
+        let Some(spec) = raw_spec(group, kind, RawObject::read(old))? else {
             return Ok(None);
         };
         let mut set = HashSet::with_capacity(spec.len());
@@ -275,7 +275,7 @@ impl<'a> LeanPodSpec<'a> {
 fn raw_spec<'a>(
     group: &str,
     kind: &str,
-    object: &'a RawValue,
+    object: RawObject<'a>,
 ) -> Result<Option<LeanPodSpec<'a>>, ObjectError> {
     let Some(pointer) = pod_spec_pointer(group, kind) else {
         return Ok(None);
@@ -284,8 +284,13 @@ fn raw_spec<'a>(
         kind: kind.to_string(),
         pointer,
     };
-    let mut at = object;
-    for key in pointer.split('/').skip(1) {
+    // Every pointer starts at the object's `spec`, which `object` already holds.
+    let mut keys = pointer.split('/').skip(1);
+    if keys.next() != Some("spec") {
+        return Err(no_spec());
+    }
+    let mut at = object.spec.ok_or_else(no_spec)?;
+    for key in keys {
         // The object is valid JSON (the request was parsed), so this cannot fail.
         at = raw_field(at, key).ok().flatten().ok_or_else(no_spec)?;
     }
@@ -442,6 +447,79 @@ impl Meta {
     }
 }
 
+/// An object's top-level `metadata` and `spec` as JSON text, found in one pass
+/// over the object, everything else skipped unread: all that the request path
+/// reads of an object ([`Workload::from_parts_changed`] walks on from `spec`).
+/// Deserialized straight from the request, it saves scanning the object again
+/// for each field. Any JSON value reads: one that is not an object has neither
+/// field. As in Go's encoding/json, the last of duplicate keys wins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawObject<'a> {
+    pub metadata: Option<&'a RawValue>,
+    pub spec: Option<&'a RawValue>,
+}
+
+impl<'a> RawObject<'a> {
+    /// The fields of `raw` (valid JSON, so this reads whatever it holds).
+    pub fn read(raw: &'a RawValue) -> RawObject<'a> {
+        if !raw.get().starts_with('{') {
+            return RawObject::default();
+        }
+        serde_json::from_str(raw.get()).unwrap_or_default()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut object = RawObject::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "metadata" => object.metadata = map.next_value()?,
+                        "spec" => object.spec = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(object)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RawObject::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RawObject::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RawObject::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawObject::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RawObject::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RawObject::default())
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(RawObject::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The value at `key` of the JSON object `raw`, without reading the rest into
 /// memory: `None` when `raw` is not an object, or has no such key, or it is `null`.
 pub(crate) fn raw_field<'a>(
@@ -532,6 +610,19 @@ impl Workload {
         namespace: &str,
         meta: &Meta,
         object: &RawValue,
+        old: Option<&OldImages<'_>>,
+    ) -> Result<Option<Workload>, ObjectError> {
+        Workload::from_parts_changed(group, kind, namespace, meta, RawObject::read(object), old)
+    }
+
+    /// [`Workload::from_raw_changed`] from the object's fields as the request
+    /// was parsed into them (no further pass over the object).
+    pub fn from_parts_changed(
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        meta: &Meta,
+        object: RawObject<'_>,
         old: Option<&OldImages<'_>>,
     ) -> Result<Option<Workload>, ObjectError> {
         let Some(pointer) = pod_spec_pointer(group, kind) else {

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::object::{raw_field, without_position};
+use super::object::{RawObject, without_position};
 use super::{Meta, ObjectError, OldImages, Workload, pod_spec_pointer};
 
 /// The reply's type (kube's, so that its shape is the v1 contract's).
@@ -198,8 +198,10 @@ struct RequestIn<'a> {
     operation: Operation,
     #[serde(default, borrow)]
     user_info: Option<UserInfoIn<'a>>,
+    /// Only its `metadata` and `spec` are kept, found in the one pass that
+    /// parses the body.
     #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
+    object: Option<RawObject<'a>>,
     #[serde(default, borrow)]
     old_object: Option<&'a RawValue>,
     #[serde(default)]
@@ -369,7 +371,7 @@ pub fn read(body: &[u8]) -> Result<Read, Rejected> {
     };
     // The object's metadata is read here, strictly: it names the object in every
     // message.
-    let object_meta = match r.object.map(read_meta).transpose() {
+    let object_meta = match r.object.map(|o| read_meta(o.metadata)).transpose() {
         Ok(meta) => meta.flatten().or(r.object.map(|_| Meta::default())),
         Err(detail) => {
             return Err(in_band(Refusal::Unreadable(format!(
@@ -418,8 +420,8 @@ pub fn parse(body: &[u8]) -> Result<Request, Rejected> {
 }
 
 /// The `metadata` of an object, or the path and reason of what is wrong with it.
-fn read_meta(object: &RawValue) -> Result<Option<Meta>, String> {
-    let Ok(Some(meta)) = raw_field(object, "metadata") else {
+fn read_meta(meta: Option<&RawValue>) -> Result<Option<Meta>, String> {
+    let Some(meta) = meta else {
         return Ok(None);
     };
     match serde_json::from_str::<Meta>(meta.get()) {
@@ -551,7 +553,7 @@ fn operation_name(operation: &Operation) -> &'static str {
 /// CREATE.
 fn workload(
     request: &Request,
-    object: Option<&RawValue>,
+    object: Option<RawObject<'_>>,
     old_object: Option<&RawValue>,
 ) -> Result<Option<Workload>, Refusal> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
@@ -590,7 +592,7 @@ fn workload(
         _ => None,
     };
     let meta = request.object_meta.clone().unwrap_or_default();
-    let read_object = Workload::from_raw_changed(
+    let read_object = Workload::from_parts_changed(
         &kind.group,
         &kind.kind,
         namespace,
