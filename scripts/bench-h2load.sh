@@ -57,12 +57,14 @@ gate_port=$(free_port)
 
 "$bare" serve "127.0.0.1:$bare_port" "$work/certs/tls.crt" "$work/certs/tls.key" \
   >"$work/bare.log" 2>&1 &
-pids+=($!)
+bare_pid=$!
+pids+=("$bare_pid")
 RUST_LOG=warn "$imagegate" serve --policies "$work/policies.yaml" \
   --listen "127.0.0.1:$gate_port" \
   --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" \
   --kubernetes false --shutdown-grace 0 >"$work/imagegate.log" 2>&1 &
-pids+=($!)
+gate_pid=$!
+pids+=("$gate_pid")
 
 curl_post() { # URL FILE -> the reply body; fails unless HTTP 200
   curl -sS --fail --cacert "$work/certs/ca.crt" -H 'content-type: application/json' \
@@ -101,19 +103,28 @@ assert reply["response"]["allowed"] is False, f"imagegate allowed nginx:latest: 
 EOF
 echo "spot checks passed: both allow the review ($(wc -c <"$work/review.json") bytes), imagegate denies nginx:latest"
 
-# One h2load run; prints req/s, fails unless every request got a 2xx.
-run() { # URL LOAD-ARGS...
-  local url=$1
-  shift
-  local out
+# The CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { # PID
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# One h2load run: prints req/s and the server's CPU microseconds per request (user +
+# system over the warm-up and the window, per request sent in them); fails unless
+# every request got a 2xx.
+run() { # PID URL LOAD-ARGS...
+  local pid=$1 url=$2
+  shift 2
+  local out before after
+  before=$(cpu_ticks "$pid")
   out=$(h2load -t "$threads" -D "$duration" --warm-up-time 1 "$@" \
     -H 'content-type: application/json' -d "$work/review.json" "$url" 2>&1) || {
     echo "$out" >&2
     return 1
   }
-  python3 - "$out" <<'EOF'
+  after=$(cpu_ticks "$pid")
+  python3 - "$out" "$((after - before))" "$(getconf CLK_TCK)" <<'EOF'
 import re, sys
-out = sys.argv[1]
+out, ticks, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
 codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
 rate = re.search(r"finished in [^,]+, ([\d.]+) req/s", out)
@@ -122,7 +133,10 @@ if not (done and codes and rate):
 succeeded, failed, errored = int(done.group(4)), int(done.group(5)), int(done.group(6))
 if failed or errored or int(codes.group(1)) != succeeded or succeeded == 0:
     sys.exit("not every request was answered 2xx:\n" + out)
-print(rate.group(1))
+# h2load counts the window's requests; the CPU time covers the warm-up too.
+window = float(re.search(r"finished in ([\d.]+)s", out).group(1))
+sent = succeeded * (window + 1) / window
+print(rate.group(1), f"{ticks / hz * 1e6 / sent:.1f}")
 EOF
 }
 
@@ -140,25 +154,36 @@ for round in $(seq 1 "$rounds"); do
   for i in "${!loads[@]}"; do
     args=${loads[$i]#*|}
     # shellcheck disable=SC2086
-    b=$(run "$bare_url" $args)
+    read -r b bcpu < <(run "$bare_pid" "$bare_url" $args)
     # shellcheck disable=SC2086
-    g=$(run "$gate_url" $args)
+    read -r g gcpu < <(run "$gate_pid" "$gate_url" $args)
     results[$i,bare]+="$b "
     results[$i,gate]+="$g "
-    printf 'round %d  %-36s bare %9.0f req/s  imagegate %9.0f req/s\n' "$round" "${loads[$i]%|*}" "$b" "$g"
+    results[$i,bcpu]+="$bcpu "
+    results[$i,gcpu]+="$gcpu "
+    printf 'round %d  %-34s bare %6.0f req/s %5.1f us CPU/req  imagegate %6.0f req/s %5.1f us CPU/req\n' \
+      "$round" "${loads[$i]%|*}" "$b" "$bcpu" "$g" "$gcpu"
   done
 done
 
 echo
-echo "median of $rounds rounds, ${duration} s each after a 1 s warm-up, h2load -t $threads, $(nproc) CPU(s)"
+echo "median of $rounds rounds, ${duration} s each after a 1 s warm-up, h2load -t $threads, $(nproc) CPU(s), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| load | bare server | imagegate | ratio |"
-echo "|---|---|---|---|"
+echo "| load | bare server | imagegate | ratio | server CPU per request, bare / imagegate (ratio) |"
+echo "|---|---|---|---|---|"
 for i in "${!loads[@]}"; do
-  python3 - "${loads[$i]%|*}" "${results[$i,bare]}" "${results[$i,gate]}" <<'EOF'
+  python3 - "${loads[$i]%|*}" "${results[$i,bare]}" "${results[$i,gate]}" \
+    "${results[$i,bcpu]}" "${results[$i,gcpu]}" <<'EOF'
 import statistics, sys
-name, bare, gate = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+name = sys.argv[1]
+bare, gate, bcpu, gcpu = ([float(x) for x in a.split()] for a in sys.argv[2:6])
 b, g = statistics.median(bare), statistics.median(gate)
-print(f"| {name} | {b:,.0f} req/s | {g:,.0f} req/s | {g / b:.2f} |")
+bc, gc = statistics.median(bcpu), statistics.median(gcpu)
+print(f"| {name} | {b:,.0f} req/s | {g:,.0f} req/s | {g / b:.2f} | {bc:.1f} us / {gc:.1f} us ({bc / gc:.2f}) |")
 EOF
 done
+echo
+echo "ratio: imagegate's req/s over the bare server's (1.00 or more: imagegate is as fast)."
+echo "The server CPU time per request (user + system of its process; in parentheses bare"
+echo "over imagegate, 1.00 or more: imagegate costs no more) is the steadier figure on a"
+echo "shared machine: req/s moves with whatever else runs."
