@@ -59,7 +59,7 @@ gate_port=$(free_port)
   >"$work/bare.log" 2>&1 &
 bare_pid=$!
 pids+=("$bare_pid")
-RUST_LOG=warn "$imagegate" serve --policies "$work/policies.yaml" \
+"$imagegate" serve --policies "$work/policies.yaml" \
   --listen "127.0.0.1:$gate_port" \
   --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" \
   --kubernetes false --shutdown-grace 0 >"$work/imagegate.log" 2>&1 &

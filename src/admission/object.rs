@@ -736,6 +736,50 @@ mod tests {
     }
 
     #[test]
+    fn the_object_s_metadata_and_spec_are_found_in_one_pass() {
+        // (object text, metadata text, spec text)
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            (
+                r#"{"apiVersion":"v1","metadata":{"name":"a"},"spec":{"containers":[]},"status":{}}"#,
+                Some(r#"{"name":"a"}"#),
+                Some(r#"{"containers":[]}"#),
+            ),
+            // Nested keys of the same name are not the object's.
+            (
+                r#"{"status":{"spec":1,"metadata":2},"x":[{"spec":3}]}"#,
+                None,
+                None,
+            ),
+            // The last of duplicate keys wins, as in Go's encoding/json.
+            (
+                r#"{"spec":{"a":1},"metadata":{},"spec":{"b":2}}"#,
+                Some("{}"),
+                Some(r#"{"b":2}"#),
+            ),
+            // An escaped key is the key it spells.
+            (r#"{"spec":{"c":3}}"#, None, Some(r#"{"c":3}"#)),
+            // null is no value.
+            (r#"{"metadata":null,"spec":null}"#, None, None),
+            // A value that is not an object has neither field.
+            (r#""spec""#, None, None),
+            (r#"["spec",{"spec":1}]"#, None, None),
+            ("42", None, None),
+            ("-1.5", None, None),
+            ("true", None, None),
+        ];
+        for (text, metadata, spec) in cases {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let read = RawObject::read(&raw);
+            assert_eq!(read.metadata.map(RawValue::get), *metadata, "{text}");
+            assert_eq!(read.spec.map(RawValue::get), *spec, "{text}");
+            // Deserialized in place (as the request's object is), the same.
+            let parsed: RawObject<'_> = serde_json::from_str(text).unwrap();
+            assert_eq!(parsed.metadata.map(RawValue::get), *metadata, "{text}");
+            assert_eq!(parsed.spec.map(RawValue::get), *spec, "{text}");
+        }
+    }
+
+    #[test]
     fn finds_the_pod_spec_of_every_covered_kind() {
         let spec = pod_spec();
         let table = [
