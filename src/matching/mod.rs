@@ -6,6 +6,8 @@
 //! is always a whole segment, `myregistry.io/**` can never match
 //! `myregistry.io.evil.com/x`: there is no string-prefix matching anywhere.
 
+use std::sync::Arc;
+
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 use crate::reference::{
@@ -46,7 +48,7 @@ pub enum PatternError {
 }
 
 /// What a pattern is written for: the grammar differs slightly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PatternKind {
     /// `images`, `blockedImages`: Docker Hub shorthand is normalized like an image
     /// (`nginx` is `docker.io/library/nginx`) and a `:tag-pattern` may follow.
@@ -97,11 +99,12 @@ impl ImagePattern {
     }
 }
 
-/// Many image patterns compiled into one matcher.
+/// Many image patterns compiled into one matcher. Cloning shares the compiled
+/// matcher (policy compilation reuses a set that several policies write alike).
 #[derive(Debug, Clone)]
 pub struct PatternSet {
-    patterns: Vec<ImagePattern>,
-    names: GlobSet,
+    patterns: Arc<[ImagePattern]>,
+    names: Arc<GlobSet>,
     /// True when a pattern has a tag part, so the name alone cannot decide.
     has_tags: bool,
 }
@@ -109,8 +112,8 @@ pub struct PatternSet {
 impl Default for PatternSet {
     fn default() -> Self {
         PatternSet {
-            patterns: Vec::new(),
-            names: GlobSet::empty(),
+            patterns: Arc::new([]),
+            names: Arc::new(GlobSet::empty()),
             has_tags: false,
         }
     }
@@ -127,8 +130,8 @@ impl PatternSet {
             .map_err(|e| PatternError::Glob(e.to_string()))?;
         let has_tags = patterns.iter().any(|p| p.tag.is_some());
         Ok(PatternSet {
-            patterns,
-            names,
+            patterns: patterns.into(),
+            names: Arc::new(names),
             has_tags,
         })
     }
@@ -207,17 +210,18 @@ pub enum IfUnknown {
     NoMatch,
 }
 
-/// Simple globs over one string with no segments (namespaces, tags).
+/// Simple globs over one string with no segments (namespaces, tags). Cloning
+/// shares the compiled matcher.
 #[derive(Debug, Clone)]
 pub struct NameSet {
-    set: GlobSet,
+    set: Arc<GlobSet>,
     len: usize,
 }
 
 impl Default for NameSet {
     fn default() -> Self {
         NameSet {
-            set: GlobSet::empty(),
+            set: Arc::new(GlobSet::empty()),
             len: 0,
         }
     }
@@ -237,7 +241,10 @@ impl NameSet {
         let set = builder
             .build()
             .map_err(|e| PatternError::Glob(e.to_string()))?;
-        Ok(NameSet { set, len })
+        Ok(NameSet {
+            set: Arc::new(set),
+            len,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
