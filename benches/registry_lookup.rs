@@ -866,9 +866,11 @@ async fn run_one(settings: &Settings, workers: usize, target: &Target) {
     println!(
         "  raw = one keep-alive reqwest client per round, only the requests a cold decision needs (full Accept list on manifests), bodies parsed as JSON"
     );
-    println!(
-        "  raw with pings = the same, each request preceded by GET /v2/ as oci-client does when anonymous (it does not remember that no auth is needed)"
-    );
+    if target.auth == Auth::Anonymous {
+        println!(
+            "  raw with pings = the same, each request preceded by GET /v2/ as oci-client does when anonymous (it does not remember that no auth is needed)"
+        );
+    }
     println!(
         "  requests from the registry's JSON log, divided by the number of decisions (or images); all times wall clock per decision, ms"
     );

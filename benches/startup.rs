@@ -166,6 +166,7 @@ fn main() {
         .args(["certs", "--name", "127.0.0.1", "--out-dir"])
         .arg(&tls)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .expect("running imagegate certs");
     assert!(status.success(), "imagegate certs failed");

@@ -592,51 +592,64 @@ impl Checker<'_> {
 
     fn names(&mut self, list: &[Spanned<String>], field: &str) -> NameSet {
         let key = list.iter().map(|n| n.value.clone()).collect();
-        let (set, failures) = self
-            .memo
-            .names
-            .entry(key)
-            .or_insert_with(|| {
-                let mut ok = Vec::new();
-                let mut failures = Vec::new();
-                for (i, n) in list.iter().enumerate() {
-                    match crate::matching::check_glob(&n.value) {
-                        Ok(()) => ok.push(n.value.as_str()),
-                        Err(e) => failures.push((i, e.to_string())),
-                    }
-                }
+        self.shared(
+            |m| &mut m.names,
+            key,
+            list,
+            field,
+            || {
+                let (ok, failures) = split(list, |v| crate::matching::check_glob(v).map(|()| v));
                 (NameSet::new(ok).unwrap_or_default(), failures)
-            })
-            .clone();
-        for (i, message) in failures {
-            self.error(&list[i], format!("{field}[{i}]"), message);
-        }
-        set
+            },
+        )
     }
 
     fn patterns(&mut self, list: &[Spanned<String>], field: &str, kind: PatternKind) -> PatternSet {
         let key = (kind, list.iter().map(|p| p.value.clone()).collect());
-        let (set, failures) = self
-            .memo
-            .patterns
-            .entry(key)
-            .or_insert_with(|| {
-                let mut ok = Vec::new();
-                let mut failures = Vec::new();
-                for (i, p) in list.iter().enumerate() {
-                    match ImagePattern::parse(&p.value, kind) {
-                        Ok(pattern) => ok.push(pattern),
-                        Err(e) => failures.push((i, e.to_string())),
-                    }
-                }
+        self.shared(
+            |m| &mut m.patterns,
+            key,
+            list,
+            field,
+            || {
+                let (ok, failures) = split(list, |v| ImagePattern::parse(v, kind));
                 (PatternSet::new(ok).unwrap_or_default(), failures)
-            })
-            .clone();
+            },
+        )
+    }
+
+    /// The matcher `table` holds for `key`, built by `build` the first time; the
+    /// list's failures are reported at `list`'s own lines each time.
+    fn shared<K: Eq + std::hash::Hash, T: Clone>(
+        &mut self,
+        table: fn(&mut Memo) -> &mut HashMap<K, (T, Failures)>,
+        key: K,
+        list: &[Spanned<String>],
+        field: &str,
+        build: impl FnOnce() -> (T, Failures),
+    ) -> T {
+        let (value, failures) = table(self.memo).entry(key).or_insert_with(build).clone();
         for (i, message) in failures {
             self.error(&list[i], format!("{field}[{i}]"), message);
         }
-        set
+        value
     }
+}
+
+/// The entries of `list` that `parse` takes, and the failures of the others.
+fn split<'a, T, E: std::fmt::Display>(
+    list: &'a [Spanned<String>],
+    parse: impl Fn(&'a str) -> Result<T, E>,
+) -> (Vec<T>, Failures) {
+    let mut ok = Vec::new();
+    let mut failures = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        match parse(&entry.value) {
+            Ok(v) => ok.push(v),
+            Err(e) => failures.push((i, e.to_string())),
+        }
+    }
+    (ok, failures)
 }
 
 /// The set an omitted `images` means: every image (built once per process).
