@@ -48,7 +48,12 @@ async fn admit(ig: &Imagegate, registry: &Registry, range: std::ops::Range<usize
         .for_each_concurrent(4, |tags| async move {
             let names: Vec<(String, String)> = tags
                 .iter()
-                .map(|t| (format!("c{t}"), registry.reference(&format!("team/app:t{t}"))))
+                .map(|t| {
+                    (
+                        format!("c{t}"),
+                        registry.reference(&format!("team/app:t{t}")),
+                    )
+                })
                 .collect();
             let refs: Vec<(&str, &str)> = names
                 .iter()

@@ -609,7 +609,12 @@ impl Inspector {
                 credential,
             ),
             Err(e) => {
-                let tried: Vec<Credential> = resolved.credential.as_deref().into_iter().cloned().collect();
+                let tried: Vec<Credential> = resolved
+                    .credential
+                    .as_deref()
+                    .into_iter()
+                    .cloned()
+                    .collect();
                 let failure = messages::failure(&image, &e, &credentials.context(&tried));
                 (ImageFacts::Failed(failure), None)
             }
