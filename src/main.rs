@@ -1,11 +1,13 @@
 #![forbid(unsafe_code)]
 
-/// mimalloc, chosen on measurement (README.md, "Memory"): it gives memory back
-/// to the system after a burst of large requests (glibc's malloc keeps it in
-/// per-thread arenas), and it is fast under threads in the static musl image,
-/// where musl's own malloc is slow.
+/// jemalloc with its background thread, chosen on measurement (README.md,
+/// "Memory"): the background thread gives freed memory back to the system
+/// within seconds of a burst of large requests, where glibc's malloc keeps it in
+/// its per-thread arenas and mimalloc keeps it until the thread allocates again;
+/// and it is fast under threads in the static musl image, where musl's own
+/// malloc is slow.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     imagegate::cli::run()

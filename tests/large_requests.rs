@@ -3,7 +3,8 @@
 //! the answer stays small, and the binary's peak RSS (`VmHWM`) stays within a
 //! small multiple of the body. Linearity itself is shown without a clock by
 //! `admission::object::tests::the_update_comparison_is_linear_in_the_number_of_containers`
-//! (comparisons counted for n and 2n).
+//! (comparisons counted for n and 2n). And after a burst of large and malformed
+//! requests the RSS comes back to within 20% of its steady level within a minute.
 
 mod common;
 mod support;
@@ -162,15 +163,17 @@ async fn the_largest_requests_are_answered_in_bounded_memory() {
         kib(create_len)
     );
     // Within a multiple of the body. The peak only grows, so each bound is on the
-    // peak so far. Measured (debug build, glibc malloc): +5x for the UPDATE (the
-    // body twice while it is collected, the old containers' hash set, the lean
-    // container lists), +11x for the allowed CREATE (200,000 ContainerImages with
-    // their JSON pointers), +26x for the denied one (a Violation with its own
-    // message and a copy of its container per container, in the engine).
+    // peak so far. Measured (debug build, the binary's allocator): +5.9x for the
+    // UPDATE (the body twice while it is collected, the old containers' hash set,
+    // the lean container lists), +11x for the allowed CREATE (200,000
+    // ContainerImages with their JSON pointers), and the denied one adds nothing
+    // to that peak: a Violation names its container by index and shares its
+    // policy name and message (it was +26x when each copied its container and
+    // message).
     let bounds = [
         ("UPDATE", after_update, 7 * update_len),
         ("CREATE allowed", after_allowed, 15 * allowed_len),
-        ("CREATE denied", after_create, 32 * create_len),
+        ("CREATE denied", after_create, 15 * create_len),
     ];
     for (what, peak, bound) in bounds {
         let growth = peak.saturating_sub(baseline);
@@ -205,8 +208,10 @@ async fn burst(ig: &Imagegate, bodies: &[(Vec<u8>, u16)], rounds: usize, concurr
 /// After a burst of large and malformed requests, the memory they used goes back
 /// to the system: the RSS returns to within 20% of its steady level under light
 /// load, within a minute (polled, so the test ends as soon as it holds). glibc's
-/// malloc keeps such memory in its per-thread arenas (the RSS stays several times
-/// the steady level); the binary's allocator (src/main.rs) gives it back.
+/// malloc keeps such memory in its per-thread arenas (measured with this test:
+/// 20 MB steady, 30 MB after the burst and still 30 MB a minute later), and so did
+/// mimalloc (32, 76, 84 MB); the binary's jemalloc with its background thread
+/// (src/main.rs) gives it back within seconds (22, 36, then 24 MB after 9 s).
 ///
 /// `IMAGEGATE_MEMORY_TEST_BIN` runs the test against another build (to compare
 /// allocators; README.md, "Memory").
