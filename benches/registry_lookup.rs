@@ -2,8 +2,16 @@
 //! bare registry round trips it needs, as a ratio measured in one run, and the warm
 //! decision rate once the inspector's caches are full.
 //!
-//! Setup: Debian's docker-registry (distribution 2.8) on 127.0.0.1, plain HTTP, no
-//! authentication, started by the test harness (`tests/support`). Two repositories:
+//! Setup: Debian's docker-registry (distribution 2.8) on 127.0.0.1, started by the
+//! test harness (`tests/support`), twice in one run:
+//! - plain HTTP, no authentication (anonymous);
+//! - HTTPS with token authentication: a Docker token server (ES256 JWTs) on
+//!   127.0.0.1, the credentials (`ci`) in a docker config given to the inspector,
+//!   as a private registry is read. The raw side asks the token server for a pull
+//!   token once per repository and pass (inside the first measured decision), and
+//!   sends it with every request, as a client that caches tokens does.
+//!
+//! Two repositories:
 //! - `bench/multi`: a 3-platform OCI index (linux/amd64, linux/arm64, linux/arm/v7);
 //! - `bench/single`: a single-platform OCI image (linux/amd64).
 //!
@@ -43,6 +51,7 @@
 //! - `BENCH_TAGS`: tags per set (default 200)
 //! - `BENCH_ROUNDS`: alternating rounds (default 2)
 //! - `BENCH_SECONDS`: seconds per warm measurement (default 3)
+//! - `BENCH_REGISTRIES`: `plain`, `token` or `plain,token` (default)
 
 mod common;
 
@@ -60,10 +69,11 @@ use imagegate::engine;
 use imagegate::inspector::{Inspector, InspectorConfig};
 use imagegate::policy::{PolicySet, load_sources};
 use imagegate::registry::{ACCEPT, RegistryClient, RegistryConfig, RegistrySettings};
-use reqwest::header::{ACCEPT as ACCEPT_HEADER, HeaderValue};
+use reqwest::header::{ACCEPT as ACCEPT_HEADER, AUTHORIZATION, HeaderValue};
 use serde_json::{Value, json};
 use support::images::{self, Format};
 use support::registry::{Kind, LoggedRequest, Registry};
+use support::token::{Grant, TokenServer, TokenServerConfig};
 
 const POLICY: &str = "apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: architectures}\nspec:\n  architectures:\n    require: [amd64, arm64]\n";
 
@@ -83,6 +93,110 @@ struct Settings {
     tags: usize,
     rounds: usize,
     seconds: Duration,
+    registries: Vec<Auth>,
+}
+
+/// How the measured registry is reached.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Auth {
+    /// Plain HTTP, anonymous.
+    Anonymous,
+    /// HTTPS, token authentication with credentials.
+    Token,
+}
+
+const TOKEN_USER: (&str, &str) = ("ci", "ci-pass");
+
+/// The registry of one run, with what reaching it takes.
+struct Target {
+    registry: Registry,
+    auth: Auth,
+    /// The token server (kept alive for the run) and the docker config naming the
+    /// credentials, for [`Auth::Token`].
+    tokens: Option<TokenServer>,
+    docker_config: Option<tempfile::NamedTempFile>,
+}
+
+impl Target {
+    async fn start(auth: Auth) -> Target {
+        match auth {
+            Auth::Anonymous => Target {
+                registry: Registry::start(Kind::Plain).await,
+                auth,
+                tokens: None,
+                docker_config: None,
+            },
+            Auth::Token => {
+                let tokens = TokenServer::start(TokenServerConfig::default().user(
+                    TOKEN_USER.0,
+                    TOKEN_USER.1,
+                    &[Grant::new("*", &["pull", "push"])],
+                ));
+                let registry = Registry::start(tokens.kind()).await;
+                let basic = data_encoding::BASE64
+                    .encode(format!("{}:{}", TOKEN_USER.0, TOKEN_USER.1).as_bytes());
+                let config = json!({"auths": {registry.host(): {"auth": basic}}});
+                let file = tempfile::NamedTempFile::new().expect("a temporary file");
+                std::fs::write(file.path(), config.to_string()).expect("writing the docker config");
+                Target {
+                    registry,
+                    auth,
+                    tokens: Some(tokens),
+                    docker_config: Some(file),
+                }
+            }
+        }
+    }
+
+    fn push_auth(&self) -> oci_client::secrets::RegistryAuth {
+        match self.auth {
+            Auth::Anonymous => images::auth(&self.registry),
+            Auth::Token => images::basic(TOKEN_USER.0, TOKEN_USER.1),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.auth {
+            Auth::Anonymous => "plain HTTP, anonymous",
+            Auth::Token => {
+                "HTTPS, token authentication (ES256 bearer tokens from a local token server; credentials from a docker config)"
+            }
+        }
+    }
+
+    /// The sides measured: pings only matter on the anonymous registry.
+    fn sides(&self) -> Vec<Side> {
+        match self.auth {
+            Auth::Anonymous => vec![Side::Raw, Side::RawPinged, Side::Imagegate],
+            Auth::Token => vec![Side::Raw, Side::Imagegate],
+        }
+    }
+
+    /// A pull token for `repo`, as a registry client asks for it with credentials.
+    async fn pull_token(&self, http: &reqwest::Client, repo: &str) -> String {
+        let tokens = self
+            .tokens
+            .as_ref()
+            .expect("a token registry has a token server");
+        let url = format!(
+            "{}?service={}&scope=repository:{repo}:pull",
+            tokens.realm(),
+            tokens.service()
+        );
+        let answer: Value = http
+            .get(&url)
+            .basic_auth(TOKEN_USER.0, Some(TOKEN_USER.1))
+            .send()
+            .await
+            .expect("GET token: request failed")
+            .json()
+            .await
+            .expect("GET token: the answer is not JSON");
+        answer["token"]
+            .as_str()
+            .expect("the token server answers a token")
+            .to_string()
+    }
 }
 
 impl Settings {
@@ -91,6 +205,15 @@ impl Settings {
             tags: env_number("BENCH_TAGS", 200.0) as usize,
             rounds: env_number("BENCH_ROUNDS", 2.0) as usize,
             seconds: Duration::from_secs_f64(env_number("BENCH_SECONDS", 3.0)),
+            registries: std::env::var("BENCH_REGISTRIES")
+                .unwrap_or_else(|_| "plain,token".into())
+                .split(',')
+                .map(|r| match r.trim() {
+                    "plain" => Auth::Anonymous,
+                    "token" => Auth::Token,
+                    other => panic!("BENCH_REGISTRIES: `{other}` is not `plain` or `token`"),
+                })
+                .collect(),
         }
     }
 }
@@ -148,18 +271,26 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(registry: &Registry) -> Gate {
+    fn new(target: &Target) -> Gate {
+        let registry = &target.registry;
         let client = RegistryClient::new(RegistryConfig {
             registries: vec![RegistrySettings {
                 host: registry.host(),
-                ca_pem: None,
-                insecure: true,
+                ca_pem: registry.ca_pem().map(String::into_bytes),
+                insecure: !registry.kind().is_tls(),
             }],
             ..RegistryConfig::default()
         });
+        let config = InspectorConfig {
+            docker_config: target
+                .docker_config
+                .as_ref()
+                .map(|f| f.path().to_path_buf()),
+            ..InspectorConfig::default()
+        };
         Gate {
-            inspector: Inspector::new(client, None, InspectorConfig::default())
-                .expect("the inspector is created without a docker config"),
+            inspector: Inspector::new(client, None, config)
+                .expect("the inspector is created with the docker config"),
             policies: PolicySet::compile(&load_sources(&[("p.yaml", POLICY)]))
                 .expect("the architectures policy compiles"),
             deadline: Duration::from_secs(5),
@@ -202,9 +333,10 @@ struct Bases {
     single: Value,
 }
 
-async fn push_bases(registry: &Registry) -> Bases {
+async fn push_bases(target: &Target) -> Bases {
+    let registry = &target.registry;
     let client = images::client(registry);
-    let auth = images::auth(registry);
+    let auth = target.push_auth();
     let base = images::reference(registry, &format!("{MULTI_REPO}:{BASE_TAG}"));
     images::push_index(&client, &auth, &base, &PLATFORMS, Format::Oci, false)
         .await
@@ -237,12 +369,13 @@ fn annotated(base: &Value, tag: &str) -> Vec<u8> {
 }
 
 /// PUTs one manifest per tag of `scenario`'s sets (every round, both sides).
-async fn push_tags(registry: &Registry, bases: &Bases, scenario: Scenario, settings: &Settings) {
+async fn push_tags(target: &Target, bases: &Bases, scenario: Scenario, settings: &Settings) {
+    let registry = &target.registry;
     let client = images::client(registry);
-    let auth = images::auth(registry);
+    let auth = target.push_auth();
     let mut tags = Vec::new();
     for round in 0..settings.rounds {
-        for side in [Side::Raw, Side::RawPinged, Side::Imagegate] {
+        for side in target.sides() {
             if scenario == Scenario::Retag && side != Side::Imagegate {
                 continue;
             }
@@ -321,11 +454,15 @@ async fn get_json(
     http: &reqwest::Client,
     url: String,
     accept: Option<&HeaderValue>,
+    bearer: Option<&HeaderValue>,
     what: &str,
 ) -> Value {
     let mut request = http.get(&url);
     if let Some(accept) = accept {
         request = request.header(ACCEPT_HEADER, accept.clone());
+    }
+    if let Some(bearer) = bearer {
+        request = request.header(AUTHORIZATION, bearer.clone());
     }
     let response = request
         .send()
@@ -344,11 +481,12 @@ async fn get_json(
 
 async fn raw_pass(
     http: &reqwest::Client,
-    registry: &Registry,
+    target: &Target,
     scenario: Scenario,
     tags: &[String],
     pinged: bool,
 ) -> Pass {
+    let registry = &target.registry;
     let accept = HeaderValue::from_str(&ACCEPT.join(", ")).expect("the Accept list is a header");
     let base = format!("{}/v2/{}", registry.url(), scenario.repo());
     let ping_url = format!("{}/v2/", registry.url());
@@ -365,15 +503,23 @@ async fn raw_pass(
     };
     registry.reset_counts();
     let mut samples = Vec::with_capacity(tags.len());
+    let mut bearer: Option<HeaderValue> = None;
     for tag in tags {
         let start = Instant::now();
+        if target.auth == Auth::Token && bearer.is_none() {
+            let token = target.pull_token(http, scenario.repo()).await;
+            bearer = Some(
+                HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is a header"),
+            );
+        }
         ping().await;
-        let head = http
+        let mut head = http
             .head(format!("{base}/manifests/{tag}"))
-            .header(ACCEPT_HEADER, accept.clone())
-            .send()
-            .await
-            .expect("HEAD manifest: request failed");
+            .header(ACCEPT_HEADER, accept.clone());
+        if let Some(bearer) = &bearer {
+            head = head.header(AUTHORIZATION, bearer.clone());
+        }
+        let head = head.send().await.expect("HEAD manifest: request failed");
         assert!(head.status().is_success(), "HEAD {tag}: {}", head.status());
         let digest = head
             .headers()
@@ -387,6 +533,7 @@ async fn raw_pass(
             http,
             format!("{base}/manifests/{digest}"),
             Some(&accept),
+            bearer.as_ref(),
             "GET manifest",
         )
         .await;
@@ -409,6 +556,7 @@ async fn raw_pass(
                     http,
                     format!("{base}/blobs/{config}"),
                     None,
+                    bearer.as_ref(),
                     "GET config blob",
                 )
                 .await;
@@ -426,11 +574,14 @@ async fn raw_pass(
     }
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("cannot build the reqwest client")
+fn http_client(registry: &Registry) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(ca) = registry.ca_pem() {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(ca.as_bytes()).expect("the test CA is PEM");
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().expect("cannot build the reqwest client")
 }
 
 // ---------------------------------------------------------------------------
@@ -568,6 +719,8 @@ struct Series {
     samples: Vec<Duration>,
     round_means: Vec<Duration>,
     requests: Breakdown,
+    /// Requests to the token server (token registry only).
+    token_requests: usize,
 }
 
 impl Series {
@@ -598,7 +751,14 @@ fn main() {
 }
 
 async fn run(settings: Settings, workers: usize) {
-    let registry = Registry::start(Kind::Plain).await;
+    for &auth in &settings.registries {
+        let target = Target::start(auth).await;
+        run_one(&settings, workers, &target).await;
+    }
+}
+
+async fn run_one(settings: &Settings, workers: usize, target: &Target) {
+    let registry = &target.registry;
     let version = std::process::Command::new(
         std::env::var("IMAGEGATE_TEST_REGISTRY")
             .unwrap_or_else(|_| support::registry::DEFAULT_REGISTRY_BIN.to_string()),
@@ -615,13 +775,14 @@ async fn run(settings: Settings, workers: usize) {
     .unwrap_or_else(|_| "?".into());
 
     let setup = Instant::now();
-    let bases = push_bases(&registry).await;
+    let bases = push_bases(target).await;
     for scenario in [Scenario::Index, Scenario::Single, Scenario::Retag] {
-        push_tags(&registry, &bases, scenario, &settings).await;
+        push_tags(target, &bases, scenario, settings).await;
     }
     eprintln!(
-        "registry_lookup: pushed {} tags in {:.1} s; measuring",
-        settings.rounds * settings.tags * 7,
+        "registry_lookup ({}): pushed {} tags in {:.1} s; measuring",
+        target.describe(),
+        settings.rounds * settings.tags * (2 * target.sides().len() + 1),
         setup.elapsed().as_secs_f64()
     );
 
@@ -629,27 +790,32 @@ async fn run(settings: Settings, workers: usize) {
     let mut gate = None;
     for round in 0..settings.rounds {
         // Fresh caches and connection pools for every side every round.
-        let round_gate = Gate::new(&registry);
-        let http = http_client();
-        let mut order = [Side::Raw, Side::RawPinged, Side::Imagegate];
+        let round_gate = Gate::new(target);
+        let http = http_client(registry);
+        let mut order = target.sides();
         if round % 2 == 1 {
             order.reverse();
         }
         for scenario in [Scenario::Index, Scenario::Single] {
-            for side in order {
+            for &side in &order {
                 let tags = tag_set(scenario, round, side, settings.tags);
+                if let Some(tokens) = &target.tokens {
+                    tokens.reset_count();
+                }
                 let pass = match side {
-                    Side::Raw => raw_pass(&http, &registry, scenario, &tags, false).await,
-                    Side::RawPinged => raw_pass(&http, &registry, scenario, &tags, true).await,
-                    Side::Imagegate => {
-                        imagegate_pass(&round_gate, &registry, scenario, &tags).await
-                    }
+                    Side::Raw => raw_pass(&http, target, scenario, &tags, false).await,
+                    Side::RawPinged => raw_pass(&http, target, scenario, &tags, true).await,
+                    Side::Imagegate => imagegate_pass(&round_gate, registry, scenario, &tags).await,
                 };
-                series.entry((scenario, side)).or_default().add(pass);
+                let entry = series.entry((scenario, side)).or_default();
+                entry.add(pass);
+                if let Some(tokens) = &target.tokens {
+                    entry.token_requests += tokens.requests().len();
+                }
             }
         }
         let tags = tag_set(Scenario::Retag, round, Side::Imagegate, settings.tags);
-        let pass = imagegate_pass(&round_gate, &registry, Scenario::Retag, &tags).await;
+        let pass = imagegate_pass(&round_gate, registry, Scenario::Retag, &tags).await;
         series
             .entry((Scenario::Retag, Side::Imagegate))
             .or_default()
@@ -685,8 +851,14 @@ async fn run(settings: Settings, workers: usize) {
     };
     println!();
     println!(
-        "registry_lookup (Debian docker-registry {version} on 127.0.0.1, plain HTTP, anonymous; N={} tags per set; {} rounds, raw, raw with pings and imagegate alternating; tokio multi-thread runtime, {workers} workers)",
-        settings.tags, settings.rounds
+        "registry_lookup (Debian docker-registry {version} on 127.0.0.1, {}; N={} tags per set; {} rounds, {} alternating; tokio multi-thread runtime, {workers} workers)",
+        target.describe(),
+        settings.tags,
+        settings.rounds,
+        match target.auth {
+            Auth::Anonymous => "raw, raw with pings and imagegate",
+            Auth::Token => "raw and imagegate",
+        }
     );
     println!(
         "  cold decision = one-container Pod with a never-seen tag (own digest): Workload::from_object + needs + gather + decide, one at a time; fresh Inspector (default settings) per round"
@@ -694,9 +866,11 @@ async fn run(settings: Settings, workers: usize) {
     println!(
         "  raw = one keep-alive reqwest client per round, only the requests a cold decision needs (full Accept list on manifests), bodies parsed as JSON"
     );
-    println!(
-        "  raw with pings = the same, each request preceded by GET /v2/ as oci-client does when anonymous (it does not remember that no auth is needed)"
-    );
+    if target.auth == Auth::Anonymous {
+        println!(
+            "  raw with pings = the same, each request preceded by GET /v2/ as oci-client does when anonymous (it does not remember that no auth is needed)"
+        );
+    }
     println!(
         "  requests from the registry's JSON log, divided by the number of decisions (or images); all times wall clock per decision, ms"
     );
@@ -714,7 +888,7 @@ async fn run(settings: Settings, workers: usize) {
     ] {
         let cold = get(scenario, Side::Imagegate);
         let raw = get(scenario, Side::Raw);
-        let pinged = get(scenario, Side::RawPinged);
+        let pinged = series.get(&(scenario, Side::RawPinged));
         let per_round = |a: &Series, b: &Series| -> String {
             a.round_means
                 .iter()
@@ -725,7 +899,6 @@ async fn run(settings: Settings, workers: usize) {
         };
         let p50_ratio =
             |a: &Series, b: &Series| ratio(stats(&a.samples).p50, stats(&b.samples).p50);
-        let ping_cost = pinged.mean().saturating_sub(raw.mean());
         println!(
             "cold decision, {label}: {}",
             describe(&cold.samples, &cold.round_means)
@@ -734,33 +907,44 @@ async fn run(settings: Settings, workers: usize) {
             "  requests per decision: {}",
             cold.requests.per(n_per_series)
         );
+        if target.tokens.is_some() {
+            println!(
+                "  token server requests: imagegate {} in all, raw {} in all ({} decisions each)",
+                cold.token_requests, raw.token_requests, n_per_series
+            );
+        }
         println!(
             "raw round trips ({raw_label}): {}",
             describe(&raw.samples, &raw.round_means)
         );
         println!("  requests per image: {}", raw.requests.per(n_per_series));
-        println!(
-            "raw with pings: {}",
-            describe(&pinged.samples, &pinged.round_means)
-        );
-        println!(
-            "  requests per image: {}",
-            pinged.requests.per(n_per_series)
-        );
+        if let Some(pinged) = pinged {
+            println!(
+                "raw with pings: {}",
+                describe(&pinged.samples, &pinged.round_means)
+            );
+            println!(
+                "  requests per image: {}",
+                pinged.requests.per(n_per_series)
+            );
+        }
         println!(
             "ratio cold/raw: {:.2} (per round {}; ratio of p50s {:.2})",
             ratio(cold.mean(), raw.mean()),
             per_round(cold, raw),
             p50_ratio(cold, raw)
         );
-        println!(
-            "  the GET /v2/ pings cost {} ms per decision (raw with pings - raw, means) = {:.2} of that ratio; cold/raw-with-pings: {:.2} (per round {}; ratio of p50s {:.2})",
-            ms(ping_cost),
-            ratio(ping_cost, raw.mean()),
-            ratio(cold.mean(), pinged.mean()),
-            per_round(cold, pinged),
-            p50_ratio(cold, pinged)
-        );
+        if let Some(pinged) = pinged {
+            let ping_cost = pinged.mean().saturating_sub(raw.mean());
+            println!(
+                "  the GET /v2/ pings cost {} ms per decision (raw with pings - raw, means) = {:.2} of that ratio; cold/raw-with-pings: {:.2} (per round {}; ratio of p50s {:.2})",
+                ms(ping_cost),
+                ratio(ping_cost, raw.mean()),
+                ratio(cold.mean(), pinged.mean()),
+                per_round(cold, pinged),
+                p50_ratio(cold, pinged)
+            );
+        }
     }
     let retag = get(Scenario::Retag, Side::Imagegate);
     println!(

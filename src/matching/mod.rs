@@ -6,6 +6,8 @@
 //! is always a whole segment, `myregistry.io/**` can never match
 //! `myregistry.io.evil.com/x`: there is no string-prefix matching anywhere.
 
+use std::sync::Arc;
+
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 use crate::reference::{
@@ -46,7 +48,7 @@ pub enum PatternError {
 }
 
 /// What a pattern is written for: the grammar differs slightly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PatternKind {
     /// `images`, `blockedImages`: Docker Hub shorthand is normalized like an image
     /// (`nginx` is `docker.io/library/nginx`) and a `:tag-pattern` may follow.
@@ -97,11 +99,12 @@ impl ImagePattern {
     }
 }
 
-/// Many image patterns compiled into one matcher.
+/// Many image patterns compiled into one matcher. Cloning shares the compiled
+/// matcher (policy compilation reuses a set that several policies write alike).
 #[derive(Debug, Clone)]
 pub struct PatternSet {
-    patterns: Vec<ImagePattern>,
-    names: GlobSet,
+    patterns: Arc<[ImagePattern]>,
+    names: Arc<Names>,
     /// True when a pattern has a tag part, so the name alone cannot decide.
     has_tags: bool,
 }
@@ -109,8 +112,8 @@ pub struct PatternSet {
 impl Default for PatternSet {
     fn default() -> Self {
         PatternSet {
-            patterns: Vec::new(),
-            names: GlobSet::empty(),
+            patterns: Arc::new([]),
+            names: Arc::new(Names::default()),
             has_tags: false,
         }
     }
@@ -118,17 +121,11 @@ impl Default for PatternSet {
 
 impl PatternSet {
     pub fn new(patterns: Vec<ImagePattern>) -> Result<Self, PatternError> {
-        let mut builder = GlobSetBuilder::new();
-        for p in &patterns {
-            builder.add(glob(&p.name)?);
-        }
-        let names = builder
-            .build()
-            .map_err(|e| PatternError::Glob(e.to_string()))?;
+        let names = Names::new(patterns.iter().map(|p| p.name.as_str()))?;
         let has_tags = patterns.iter().any(|p| p.tag.is_some());
         Ok(PatternSet {
-            patterns,
-            names,
+            patterns: patterns.into(),
+            names: Arc::new(names),
             has_tags,
         })
     }
@@ -153,9 +150,9 @@ impl PatternSet {
         if self.patterns.is_empty() {
             return None;
         }
-        let mut hits = self.names.matches(image.name());
-        hits.sort_unstable();
-        hits.into_iter()
+        self.names
+            .matches(image.name())
+            .into_iter()
             .map(|i| &self.patterns[i])
             .find(|p| match (&p.tag, tag) {
                 (None, _) => true,
@@ -185,6 +182,88 @@ impl PatternSet {
     }
 }
 
+/// The name globs of a [`PatternSet`]. Most image patterns are a name
+/// (`docker.io/library/nginx`) or a name and `/**` (`harbor.example.com/**`, which
+/// is also what a registry pattern means): those are matched by string comparison,
+/// and only the others go into a `GlobSet`, whose build costs hundreds of
+/// thousands of instructions even for one such pattern (it was most of the
+/// start-up time with many policies). Same meaning as the glob: a unit test
+/// compares the two on a table of patterns and names.
+#[derive(Debug, Default)]
+struct Names {
+    /// (name, pattern index)
+    exact: Vec<(Box<str>, usize)>,
+    /// (`L/` of `L/**`, or `` of `**`, pattern index): every name that starts so.
+    trees: Vec<(Box<str>, usize)>,
+    /// The other globs, and their pattern indexes.
+    globs: Option<(GlobSet, Vec<usize>)>,
+}
+
+impl Names {
+    fn new<'a>(globs: impl IntoIterator<Item = &'a str>) -> Result<Names, PatternError> {
+        let special = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+        let mut names = Names::default();
+        let mut builder = GlobSetBuilder::new();
+        let mut others = Vec::new();
+        for (i, g) in globs.into_iter().enumerate() {
+            let compiled = glob(g)?;
+            let tree = match g.strip_suffix("**") {
+                Some(stem)
+                    if (stem.is_empty() || stem.ends_with('/')) && !stem.contains(special) =>
+                {
+                    Some(stem)
+                }
+                _ => None,
+            };
+            match tree {
+                Some(stem) => names.trees.push((stem.into(), i)),
+                None if !g.contains(special) => names.exact.push((g.into(), i)),
+                None => {
+                    builder.add(compiled);
+                    others.push(i);
+                }
+            }
+        }
+        if !others.is_empty() {
+            let set = builder
+                .build()
+                .map_err(|e| PatternError::Glob(e.to_string()))?;
+            names.globs = Some((set, others));
+        }
+        Ok(names)
+    }
+
+    fn is_match(&self, name: &str) -> bool {
+        self.exact.iter().any(|(e, _)| **e == *name)
+            || self.trees.iter().any(|(stem, _)| name.starts_with(&**stem))
+            || self
+                .globs
+                .as_ref()
+                .is_some_and(|(set, _)| set.is_match(name))
+    }
+
+    /// The indexes of the patterns that match `name`, in the order written.
+    fn matches(&self, name: &str) -> Vec<usize> {
+        let mut hits: Vec<usize> = self
+            .exact
+            .iter()
+            .filter(|(e, _)| **e == *name)
+            .map(|&(_, i)| i)
+            .chain(
+                self.trees
+                    .iter()
+                    .filter(|(stem, _)| name.starts_with(&**stem))
+                    .map(|&(_, i)| i),
+            )
+            .collect();
+        if let Some((set, others)) = &self.globs {
+            hits.extend(set.matches(name).into_iter().map(|k| others[k]));
+        }
+        hits.sort_unstable();
+        hits
+    }
+}
+
 /// The version a pattern's `:tag` part is matched against.
 ///
 /// The runtime pulls the digest of `repo:tag@sha256:...` and ignores the tag, so a
@@ -207,37 +286,87 @@ pub enum IfUnknown {
     NoMatch,
 }
 
-/// Simple globs over one string with no segments (namespaces, tags).
+/// Simple globs over one string with no segments (namespaces, tags). Cloning
+/// shares the compiled matchers.
+///
+/// Most namespace patterns are a name (`kube-system`) or a name and one trailing
+/// `*` (`team-a-*`). Those are matched as a string comparison, and only the other
+/// patterns go into a `GlobSet`: building a glob set costs about half a million
+/// instructions even for one such pattern (its regular expression), and it was
+/// most of the start-up time with many policies. The fast path means exactly
+/// what the glob means (`*` does not cross `/`); a unit test compares the two on
+/// a table of patterns and names.
 #[derive(Debug, Clone)]
 pub struct NameSet {
-    set: GlobSet,
+    exact: Arc<[Box<str>]>,
+    prefixes: Arc<[Box<str>]>,
+    set: Option<Arc<GlobSet>>,
     len: usize,
 }
 
 impl Default for NameSet {
     fn default() -> Self {
         NameSet {
-            set: GlobSet::empty(),
+            exact: Arc::new([]),
+            prefixes: Arc::new([]),
+            set: None,
             len: 0,
         }
+    }
+}
+
+/// The glob's meaning when it is a plain name (`Exact`) or a plain name and one
+/// trailing `*` (`Prefix`); `None` when it needs the glob engine.
+enum Simple<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+}
+
+fn simple(pattern: &str) -> Option<Simple<'_>> {
+    let special = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+    match pattern.strip_suffix('*') {
+        Some(prefix) if !prefix.contains(special) => Some(Simple::Prefix(prefix)),
+        Some(_) => None,
+        None if !pattern.contains(special) => Some(Simple::Exact(pattern)),
+        None => None,
     }
 }
 
 impl NameSet {
     pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
         let mut builder = GlobSetBuilder::new();
-        let mut len = 0;
+        let (mut exact, mut prefixes) = (Vec::new(), Vec::new());
+        let (mut len, mut globs) = (0, 0);
         for p in patterns {
             if p.is_empty() {
                 return Err(PatternError::Empty);
             }
-            builder.add(glob(p)?);
+            let compiled = glob(p)?;
+            match simple(p) {
+                Some(Simple::Exact(name)) => exact.push(name.into()),
+                Some(Simple::Prefix(prefix)) => prefixes.push(prefix.into()),
+                None => {
+                    builder.add(compiled);
+                    globs += 1;
+                }
+            }
             len += 1;
         }
-        let set = builder
-            .build()
-            .map_err(|e| PatternError::Glob(e.to_string()))?;
-        Ok(NameSet { set, len })
+        let set = match globs {
+            0 => None,
+            _ => Some(Arc::new(
+                builder
+                    .build()
+                    .map_err(|e| PatternError::Glob(e.to_string()))?,
+            )),
+        };
+        exact.sort_unstable();
+        Ok(NameSet {
+            exact: exact.into(),
+            prefixes: prefixes.into(),
+            set,
+            len,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -245,7 +374,12 @@ impl NameSet {
     }
 
     pub fn is_match(&self, name: &str) -> bool {
-        self.set.is_match(name)
+        self.exact.binary_search_by(|e| (**e).cmp(name)).is_ok()
+            || self.prefixes.iter().any(|p| {
+                name.strip_prefix(&**p)
+                    .is_some_and(|rest| !rest.contains('/'))
+            })
+            || self.set.as_ref().is_some_and(|set| set.is_match(name))
     }
 }
 
@@ -502,6 +636,153 @@ fn fold_host(host: &str) -> Result<String, PatternError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Names` (a `PatternSet`'s name matcher) finds the same patterns, in the same
+    /// order, as a `GlobSet` of the same globs (the oracle), for every glob of the
+    /// table alone and all together.
+    #[test]
+    fn pattern_names_match_as_the_glob_engine_does() {
+        let globs = [
+            "docker.io/library/nginx",
+            "harbor.example.com/**",
+            "**",
+            "ghcr.io/org/*",
+            "a/**/b",
+            "x/y/**",
+            "x/y*/**",
+            "registry.k8s.io/**",
+            "x/**",
+            "docker.io/library/nginx",
+            "a/b?",
+            "127.0.0.1:5000/**",
+            "[::1]:5000/app",
+            "x/y",
+        ];
+        let names = [
+            "docker.io/library/nginx",
+            "docker.io/library/nginx2",
+            "harbor.example.com/a",
+            "harbor.example.com/a/b/c",
+            "harbor.example.com",
+            "harbor.example.comx/a",
+            "ghcr.io/org/app",
+            "ghcr.io/org/app/sub",
+            "a/b",
+            "a/x/b",
+            "a/x/y/b",
+            "x/y",
+            "x/y/z",
+            "x/yz/w",
+            "x/yz",
+            "registry.k8s.io/pause",
+            "a/bc",
+            "127.0.0.1:5000/app",
+            "[::1]:5000/app",
+            "",
+            "x",
+        ];
+        let oracle = |list: &[&str], name: &str| {
+            let mut b = GlobSetBuilder::new();
+            for g in list {
+                b.add(glob(g).unwrap());
+            }
+            let mut hits = b.build().unwrap().matches(name);
+            hits.sort_unstable();
+            hits
+        };
+        for g in globs {
+            let one = Names::new([g]).unwrap();
+            for n in names {
+                assert_eq!(one.matches(n), oracle(&[g], n), "glob {g:?}, name {n:?}");
+                assert_eq!(one.is_match(n), !oracle(&[g], n).is_empty(), "{g:?} {n:?}");
+            }
+        }
+        let all = Names::new(globs).unwrap();
+        for n in names {
+            assert_eq!(all.matches(n), oracle(&globs, n), "all globs, name {n:?}");
+            assert_eq!(all.is_match(n), !oracle(&globs, n).is_empty(), "{n:?}");
+        }
+    }
+
+    /// The string-comparison fast path of `NameSet` means what globset means for
+    /// the same pattern (the oracle), for every pattern and name of the table,
+    /// alone and all together.
+    #[test]
+    fn name_sets_match_as_the_glob_engine_does() {
+        let patterns = [
+            "team-a",
+            "team-*",
+            "*",
+            "t*",
+            "kube-system",
+            "team-?",
+            "te*am",
+            "[ab]*",
+            "{x,y}-*",
+            "a\\*",
+            "**",
+            "team-a-*",
+            "a/b*",
+            "-*",
+            "é*",
+            "x*y*",
+        ];
+        let names = [
+            "team-a",
+            "team-",
+            "team-ab",
+            "team-a/x",
+            "team",
+            "TEAM-a",
+            "",
+            "a",
+            "ab",
+            "a*",
+            "kube-system",
+            "kube-system-x",
+            "x-1",
+            "y-",
+            "a/bc",
+            "a/b/c",
+            "-",
+            "é1",
+            "xay",
+            "b",
+            "teXam",
+        ];
+        let oracle = |list: &[&str], name: &str| {
+            let mut b = GlobSetBuilder::new();
+            for p in list {
+                b.add(glob(p).unwrap());
+            }
+            b.build().unwrap().is_match(name)
+        };
+        for p in patterns {
+            let set = NameSet::new([p]).unwrap();
+            for n in names {
+                assert_eq!(
+                    set.is_match(n),
+                    oracle(&[p], n),
+                    "pattern {p:?}, name {n:?}"
+                );
+            }
+        }
+        let all = NameSet::new(patterns).unwrap();
+        let few = NameSet::new(["team-a", "kube-*", "zz"]).unwrap();
+        for n in names {
+            assert_eq!(
+                all.is_match(n),
+                oracle(&patterns, n),
+                "all patterns, name {n:?}"
+            );
+            assert_eq!(
+                few.is_match(n),
+                oracle(&["team-a", "kube-*", "zz"], n),
+                "{n:?}"
+            );
+        }
+        assert!(NameSet::default().is_empty() && !NameSet::default().is_match("x"));
+    }
 
     fn img(s: &str) -> ImageRef {
         ImageRef::parse(s).unwrap()

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use globset::GlobMatcher;
 use regex::Regex;
@@ -120,57 +121,79 @@ impl PolicySet {
                 "no policy file was given: imagegate never runs with zero policies; to stop enforcing, set `mode: Audit` on a policy or remove the webhook configurations",
             ));
         }
-        let mut errors = Vec::new();
-        let mut policies = Vec::new();
-        let mut seen: HashMap<String, String> = HashMap::new();
-        for source in sources {
-            let docs: Vec<PolicyDocument> = match serde_saphyr::from_multiple(&source.text) {
-                Ok(docs) => docs,
-                Err(e) => {
-                    errors.push(PolicyError {
+        // Both stages run on every core (`par_map`): start-up waits for them.
+        // Files are parsed, then documents checked, each in any order; the results
+        // are taken in file order, so errors and duplicates read as they are written.
+        let parsed =
+            par_map(
+                sources.iter().collect(),
+                |_: &mut (), source| match serde_saphyr::from_multiple::<PolicyDocument>(
+                    &source.text,
+                ) {
+                    Ok(docs) if docs.is_empty() => Err(PolicyError {
+                        file: source.path.clone(),
+                        line: None,
+                        field: String::new(),
+                        message: NO_DOCUMENT.to_string(),
+                    }),
+                    Ok(docs) => Ok(docs),
+                    Err(e) => Err(PolicyError {
                         file: source.path.clone(),
                         line: e.location().map(|l| l.line()),
                         field: String::new(),
                         message: first_line(&e.to_string()),
-                    });
+                    }),
+                },
+            );
+        let mut units = Vec::new();
+        for (source, docs) in sources.iter().zip(parsed) {
+            match docs {
+                Ok(docs) => units.extend(docs.into_iter().map(|doc| Ok((source, doc)))),
+                Err(e) => units.push(Err(e)),
+            }
+        }
+        let checked = par_map(units, |memo: &mut Memo, unit| {
+            let (source, doc) = unit?;
+            let mut errors = Vec::new();
+            let mut c = Checker {
+                file: &source.path,
+                errors: &mut errors,
+                memo,
+            };
+            let policy = c.policy(doc);
+            Ok((source, policy, errors))
+        });
+        let mut errors = Vec::new();
+        let mut policies = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for unit in checked {
+            let (source, policy, doc_errors) = match unit {
+                Ok(checked) => checked,
+                Err(e) => {
+                    errors.push(e);
                     continue;
                 }
             };
-            if docs.is_empty() {
+            errors.extend(doc_errors);
+            let Some(policy) = policy else { continue };
+            let here = policy.origin.clone();
+            if let Some(first) = seen.insert(policy.name.clone(), here) {
+                let line = policy
+                    .origin
+                    .rsplit(':')
+                    .next()
+                    .and_then(|l| l.parse().ok());
                 errors.push(PolicyError {
                     file: source.path.clone(),
-                    line: None,
-                    field: String::new(),
-                    message: NO_DOCUMENT.to_string(),
+                    line,
+                    field: "metadata.name".into(),
+                    message: format!(
+                        "duplicate policy name `{}`: already defined at {first}",
+                        policy.name
+                    ),
                 });
-                continue;
-            }
-            for doc in docs {
-                let mut c = Checker {
-                    file: &source.path,
-                    errors: &mut errors,
-                };
-                if let Some(policy) = c.policy(doc) {
-                    let here = policy.origin.clone();
-                    if let Some(first) = seen.insert(policy.name.clone(), here) {
-                        let line = policy
-                            .origin
-                            .rsplit(':')
-                            .next()
-                            .and_then(|l| l.parse().ok());
-                        errors.push(PolicyError {
-                            file: source.path.clone(),
-                            line,
-                            field: "metadata.name".into(),
-                            message: format!(
-                                "duplicate policy name `{}`: already defined at {first}",
-                                policy.name
-                            ),
-                        });
-                    } else {
-                        policies.push(policy);
-                    }
-                }
+            } else {
+                policies.push(policy);
             }
         }
         if errors.is_empty() {
@@ -183,6 +206,58 @@ impl PolicySet {
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
     }
+}
+
+/// The entries of a list that did not compile: (index, message).
+type Failures = Vec<(usize, String)>;
+
+/// `f` over `items` on every core (at most one thread per item), the results in
+/// the items' order. Each thread keeps its own `S` (the compile memo). Written on
+/// std's scoped threads: the project has no thread-pool crate, and compiling is
+/// the one place that wants one.
+fn par_map<T: Send, R: Send, S: Default>(
+    items: Vec<T>,
+    f: impl Fn(&mut S, T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        let mut state = S::default();
+        return items.into_iter().map(|item| f(&mut state, item)).collect();
+    }
+    let len = items.len();
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(len).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut state = S::default();
+                    let mut done = Vec::new();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some((i, item)) = next else { break };
+                        done.push((i, f(&mut state, item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => {
+                    for (i, r) in done {
+                        out[i] = Some(r);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("every item was mapped"))
+        .collect()
 }
 
 /// The error for a file with no policy document in it.
@@ -205,6 +280,21 @@ fn first_line(msg: &str) -> String {
 struct Checker<'a> {
     file: &'a Path,
     errors: &'a mut Vec<PolicyError>,
+    memo: &'a mut Memo,
+}
+
+/// Matchers built once per compile and shared by every policy that writes the
+/// same list. Policies repeat their tag rules, namespace lists and registries, and
+/// a glob set or a regular expression costs far more to build (up to a million
+/// instructions: it is most of the start-up time, README "Startup") than to
+/// share. A list's errors are kept with it and reported at each place it is
+/// written.
+#[derive(Default)]
+struct Memo {
+    names: HashMap<Vec<String>, (NameSet, Failures)>,
+    patterns: HashMap<(PatternKind, Vec<String>), (PatternSet, Failures)>,
+    tag_globs: HashMap<String, Result<GlobMatcher, String>>,
+    tag_regexes: HashMap<String, Result<Regex, String>>,
 }
 
 impl Checker<'_> {
@@ -251,10 +341,7 @@ impl Checker<'_> {
         let exclude_namespaces = self.names(&s.exclude_namespaces, "spec.excludeNamespaces");
         let images = match &s.images {
             Some(list) => self.patterns(list, "spec.images", PatternKind::Image),
-            None => PatternSet::new(vec![
-                ImagePattern::parse("**", PatternKind::Image).expect("`**` is valid"),
-            ])
-            .expect("`**` compiles"),
+            None => every_image(),
         };
         let exclude_images =
             self.patterns(&s.exclude_images, "spec.excludeImages", PatternKind::Image);
@@ -318,25 +405,39 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            match globset::Glob::new(&t.value) {
-                Ok(g) if !t.value.is_empty() => {
-                    tags_forbid.push((t.value.clone(), g.compile_matcher()))
-                }
-                Ok(_) => self.error(t, field, "the pattern is empty"),
-                Err(e) => self.error(t, field, format!("invalid glob: {}", e.kind())),
+            let built = self
+                .memo
+                .tag_globs
+                .entry(t.value.clone())
+                .or_insert_with(|| match globset::Glob::new(&t.value) {
+                    Ok(_) if t.value.is_empty() => Err("the pattern is empty".to_string()),
+                    Ok(g) => Ok(g.compile_matcher()),
+                    Err(e) => Err(format!("invalid glob: {}", e.kind())),
+                })
+                .clone();
+            match built {
+                Ok(matcher) => tags_forbid.push((t.value.clone(), matcher)),
+                Err(message) => self.error(t, field, message),
             }
         }
         let mut tags_allow = Vec::new();
         for (i, t) in tags.allow.iter().enumerate() {
-            match Regex::new(&t.value) {
+            let built = self
+                .memo
+                .tag_regexes
+                .entry(t.value.clone())
+                .or_insert_with(|| {
+                    Regex::new(&t.value).map_err(|e| {
+                        format!(
+                            "invalid regular expression: {}",
+                            e.to_string().replace('\n', " ")
+                        )
+                    })
+                })
+                .clone();
+            match built {
                 Ok(re) => tags_allow.push(re),
-                Err(e) => {
-                    let msg = format!(
-                        "invalid regular expression: {}",
-                        e.to_string().replace('\n', " ")
-                    );
-                    self.error(t, format!("spec.tags.allow[{i}]"), msg);
-                }
+                Err(message) => self.error(t, format!("spec.tags.allow[{i}]"), message),
             }
         }
         let pin_digests_on = self.kinds(s.pin_digests_on.as_deref(), "spec.pinDigestsOn");
@@ -490,26 +591,77 @@ impl Checker<'_> {
     }
 
     fn names(&mut self, list: &[Spanned<String>], field: &str) -> NameSet {
-        let mut ok = Vec::new();
-        for (i, n) in list.iter().enumerate() {
-            match crate::matching::check_glob(&n.value) {
-                Ok(()) => ok.push(n.value.as_str()),
-                Err(e) => self.error(n, format!("{field}[{i}]"), e.to_string()),
-            }
-        }
-        NameSet::new(ok).unwrap_or_default()
+        let key = list.iter().map(|n| n.value.clone()).collect();
+        self.shared(
+            |m| &mut m.names,
+            key,
+            list,
+            field,
+            || {
+                let (ok, failures) = split(list, |v| crate::matching::check_glob(v).map(|()| v));
+                (NameSet::new(ok).unwrap_or_default(), failures)
+            },
+        )
     }
 
     fn patterns(&mut self, list: &[Spanned<String>], field: &str, kind: PatternKind) -> PatternSet {
-        let mut ok = Vec::new();
-        for (i, p) in list.iter().enumerate() {
-            match ImagePattern::parse(&p.value, kind) {
-                Ok(pattern) => ok.push(pattern),
-                Err(e) => self.error(p, format!("{field}[{i}]"), e.to_string()),
-            }
-        }
-        PatternSet::new(ok).unwrap_or_default()
+        let key = (kind, list.iter().map(|p| p.value.clone()).collect());
+        self.shared(
+            |m| &mut m.patterns,
+            key,
+            list,
+            field,
+            || {
+                let (ok, failures) = split(list, |v| ImagePattern::parse(v, kind));
+                (PatternSet::new(ok).unwrap_or_default(), failures)
+            },
+        )
     }
+
+    /// The matcher `table` holds for `key`, built by `build` the first time; the
+    /// list's failures are reported at `list`'s own lines each time.
+    fn shared<K: Eq + std::hash::Hash, T: Clone>(
+        &mut self,
+        table: fn(&mut Memo) -> &mut HashMap<K, (T, Failures)>,
+        key: K,
+        list: &[Spanned<String>],
+        field: &str,
+        build: impl FnOnce() -> (T, Failures),
+    ) -> T {
+        let (value, failures) = table(self.memo).entry(key).or_insert_with(build).clone();
+        for (i, message) in failures {
+            self.error(&list[i], format!("{field}[{i}]"), message);
+        }
+        value
+    }
+}
+
+/// The entries of `list` that `parse` takes, and the failures of the others.
+fn split<'a, T, E: std::fmt::Display>(
+    list: &'a [Spanned<String>],
+    parse: impl Fn(&'a str) -> Result<T, E>,
+) -> (Vec<T>, Failures) {
+    let mut ok = Vec::new();
+    let mut failures = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        match parse(&entry.value) {
+            Ok(v) => ok.push(v),
+            Err(e) => failures.push((i, e.to_string())),
+        }
+    }
+    (ok, failures)
+}
+
+/// The set an omitted `images` means: every image (built once per process).
+fn every_image() -> PatternSet {
+    static SET: OnceLock<PatternSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        PatternSet::new(vec![
+            ImagePattern::parse("**", PatternKind::Image).expect("`**` is valid"),
+        ])
+        .expect("`**` compiles")
+    })
+    .clone()
 }
 
 /// A Kubernetes object name (RFC 1123 subdomain), as Secrets have.
@@ -583,6 +735,104 @@ spec: {}
         assert!(!p.applies_to_namespace("dev"));
         assert!(set.policies[1].applies_to_namespace("anything"));
         assert_eq!(set.policies[1].mode, Mode::Enforce);
+    }
+
+    /// Files are compiled on every core and the matchers they write alike are built
+    /// once and shared: errors still come in file order, each at its own file and
+    /// line (a shared list's error is reported at every place it is written), and
+    /// every policy's shared matchers work.
+    #[test]
+    fn many_files_compile_in_file_order_with_shared_matchers() {
+        let doc = |name: &str, pad: usize, namespaces: &str, allow: &str, forbid: &str| {
+            format!(
+                "{}apiVersion: imagegate.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: {name}\nspec:\n  namespaces: [{namespaces}]\n  tags:\n    allow: [{allow}]\n    forbid: [{forbid}]\n",
+                "\n".repeat(pad)
+            )
+        };
+        // 40 files with the same three mistakes, at lines that differ by file.
+        let bad: Vec<(String, String)> = (0..40)
+            .map(|i| {
+                let text = doc(
+                    &format!("p{i}"),
+                    i % 3,
+                    "'[', 'team-*'",
+                    "'(', '^v1$'",
+                    "'*-dev', ''",
+                );
+                (format!("p/{i:02}.yaml"), text)
+            })
+            .collect();
+        let sources: Vec<(&str, &str)> =
+            bad.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let errors = PolicySet::compile(&load_sources(&sources)).unwrap_err().0;
+        let got: Vec<(String, Option<u64>, &str, bool)> = errors
+            .iter()
+            .map(|e| {
+                let fragment = match e.field.as_str() {
+                    "spec.namespaces[0]" => "invalid glob",
+                    "spec.tags.forbid[1]" => "the pattern is empty",
+                    _ => "invalid regular expression",
+                };
+                (
+                    e.file.display().to_string(),
+                    e.line,
+                    e.field.as_str(),
+                    e.message.contains(fragment),
+                )
+            })
+            .collect();
+        let want: Vec<(String, Option<u64>, &str, bool)> = (0..40u64)
+            .flat_map(|i| {
+                let (file, pad) = (format!("p/{i:02}.yaml"), i % 3);
+                [
+                    (file.clone(), Some(6 + pad), "spec.namespaces[0]", true),
+                    (file.clone(), Some(9 + pad), "spec.tags.forbid[1]", true),
+                    (file, Some(8 + pad), "spec.tags.allow[0]", true),
+                ]
+            })
+            .collect();
+        assert_eq!(got, want);
+
+        // 40 valid files sharing their lists, the last one a duplicate name.
+        let good: Vec<(String, String)> = (0..41)
+            .map(|i| {
+                let name = if i == 40 {
+                    "p7".to_string()
+                } else {
+                    format!("p{i}")
+                };
+                (
+                    format!("p/{i:02}.yaml"),
+                    doc(&name, 0, "'team-*'", "'^v1$'", "'*-dev'"),
+                )
+            })
+            .collect();
+        let sources: Vec<(&str, &str)> =
+            good.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let errors = PolicySet::compile(&load_sources(&sources[..41]))
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (
+                errors[0].file.display().to_string(),
+                errors[0].line,
+                errors[0].message.as_str()
+            ),
+            (
+                "p/40.yaml".to_string(),
+                Some(4),
+                "duplicate policy name `p7`: already defined at p/07.yaml:4"
+            )
+        );
+        let set = PolicySet::compile(&load_sources(&sources[..40])).unwrap();
+        let names: Vec<String> = set.policies.iter().map(|p| p.name.clone()).collect();
+        assert_eq!(names, (0..40).map(|i| format!("p{i}")).collect::<Vec<_>>());
+        for p in &set.policies {
+            assert!(p.applies_to_namespace("team-a") && !p.applies_to_namespace("dev"));
+            assert!(p.tags_allow[0].is_match("v1") && !p.tags_allow[0].is_match("v2"));
+            assert!(p.tags_forbid[0].1.is_match("x-dev") && !p.tags_forbid[0].1.is_match("x"));
+        }
     }
 
     /// (file text, expected errors as (line, field, message fragment))
