@@ -191,15 +191,15 @@ fn finding(file: &str, w: &Workload, v: &Violation) -> Finding {
         kind: w.kind.clone(),
         name: w.name.clone(),
         namespace: w.namespace.clone(),
-        container_type: v.container.kind.noun(),
-        container: v.container.name.clone(),
-        image: v.container.image.clone(),
-        policy: v.policy.clone(),
+        container_type: v.container_in(w).kind.noun(),
+        container: v.container_in(w).name.clone(),
+        image: v.container_in(w).image.clone(),
+        policy: v.policy.to_string(),
         rule: v.rule.as_str(),
         mode: match v.mode {
             Mode::Enforce => "Enforce",
             Mode::Audit => "Audit",
         },
-        message: v.message.clone(),
+        message: v.message.to_string(),
     }
 }

@@ -12,6 +12,7 @@ mod rules;
 mod signature_rules;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::admission::{ContainerImage, Workload};
 use crate::matching::{IfUnknown, Tag};
@@ -27,27 +28,55 @@ pub use pull_secrets::pull_secret_problem;
 pub use rules::Rule;
 
 /// One rule one container's image breaks.
+///
+/// Small on purpose: a CREATE may carry 200,000 containers, each denied. The
+/// container is named by its index in the workload (not copied), and the policy
+/// name and the message are shared by every violation that has the same text
+/// (one allocation per distinct message in a decision, not one per container).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// The policy, or `imagegate` for the built-in reference check.
-    pub policy: String,
+    pub policy: Arc<str>,
     pub mode: Mode,
     pub rule: Rule,
-    pub container: ContainerImage,
+    /// The container, as its index in [`Workload::containers`] of the workload
+    /// the decision was made for (see [`Violation::container_in`]).
+    pub container: usize,
     /// What is wrong and what to do about it, for the application team.
-    pub message: String,
+    pub message: Arc<str>,
 }
 
 impl Violation {
+    /// The container this violation is about, in the workload the decision was
+    /// made for (a decision is only ever read with its own workload).
+    pub fn container_in<'a>(&self, workload: &'a Workload) -> &'a ContainerImage {
+        &workload.containers[self.container]
+    }
+
     /// One line: `container "app" image "nginx": <message> [policy production, rule tags.forbid]`.
-    pub fn line(&self) -> String {
+    pub fn line(&self, workload: &Workload) -> String {
         format!(
             "{}: {} [policy {}, rule {}]",
-            self.container.describe(),
+            self.container_in(workload).describe(),
             self.message,
             self.policy,
             self.rule
         )
+    }
+}
+
+/// One shared copy of each policy name and message text in a decision.
+#[derive(Debug, Clone, Default)]
+struct Shared(HashSet<Arc<str>>);
+
+impl Shared {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(shared.clone());
+        shared
     }
 }
 
@@ -74,6 +103,8 @@ pub struct Decision {
     /// What was deliberately not checked, and why (`imagePullPolicy: Never`), for
     /// the audit annotations of the validating webhook.
     pub not_checked: Vec<String>,
+    /// The policy names and messages the violations share.
+    shared: Shared,
 }
 
 impl Decision {
@@ -96,7 +127,7 @@ impl Decision {
         );
         let mut shown = 0;
         for v in &self.violations {
-            let line = cut(v.line(), MAX_LINE_BYTES);
+            let line = cut(v.line(workload), MAX_LINE_BYTES);
             if shown == MAX_DENIAL_LINES || msg.len() + line.len() + 3 > MAX_DENIAL_BYTES {
                 break;
             }
@@ -105,14 +136,14 @@ impl Decision {
             shown += 1;
         }
         if shown < n {
-            let listed: HashSet<&str> = self.violations[..shown]
+            let listed: HashSet<usize> = self.violations[..shown]
                 .iter()
-                .map(|v| v.container.pointer.as_str())
+                .map(|v| v.container)
                 .collect();
-            let more: HashSet<&str> = self.violations[shown..]
+            let more: HashSet<usize> = self.violations[shown..]
                 .iter()
-                .map(|v| v.container.pointer.as_str())
-                .filter(|p| !listed.contains(p))
+                .map(|v| v.container)
+                .filter(|c| !listed.contains(c))
                 .collect();
             let left = n - shown;
             msg.push_str(&format!(
@@ -131,29 +162,54 @@ impl Decision {
 
     /// `would deny: ...` for each Audit violation, made as they are read (callers
     /// keep only as many as fit; see [`crate::admission::review::limit_lines`]).
-    pub fn audit_lines(&self) -> impl ExactSizeIterator<Item = String> + '_ {
+    pub fn audit_lines<'a>(
+        &'a self,
+        workload: &'a Workload,
+    ) -> impl ExactSizeIterator<Item = String> + 'a {
         self.audit
             .iter()
-            .map(|v| format!("would deny: {}", v.line()))
+            .map(move |v| format!("would deny: {}", v.line(workload)))
     }
 
     /// `would deny: ...` for each Audit violation.
-    pub fn audit_warnings(&self) -> Vec<String> {
-        self.audit_lines().collect()
+    pub fn audit_warnings(&self, workload: &Workload) -> Vec<String> {
+        self.audit_lines(workload).collect()
     }
 
     /// The validating webhook's warnings, made as they are read: the Audit
     /// findings, then the others.
-    pub fn warning_lines(&self) -> impl ExactSizeIterator<Item = String> + '_ {
+    pub fn warning_lines<'a>(
+        &'a self,
+        workload: &'a Workload,
+    ) -> impl ExactSizeIterator<Item = String> + 'a {
         ChainExact {
-            first: self.audit_lines(),
+            first: self.audit_lines(workload),
             second: self.warnings.iter().cloned(),
         }
     }
 
     /// The validating webhook's warnings: the Audit findings, then the others.
-    pub fn all_warnings(&self) -> Vec<String> {
-        self.warning_lines().collect()
+    pub fn all_warnings(&self, workload: &Workload) -> Vec<String> {
+        self.warning_lines(workload).collect()
+    }
+
+    /// A violation of `policy`'s `rule` by the container at `index`, its policy
+    /// name and message shared with the decision's other violations.
+    fn violation(
+        &mut self,
+        policy: &str,
+        mode: Mode,
+        rule: Rule,
+        container: usize,
+        message: &str,
+    ) -> Violation {
+        Violation {
+            policy: self.shared.get(policy),
+            mode,
+            rule,
+            container,
+            message: self.shared.get(message),
+        }
     }
 
     fn push(&mut self, v: Violation) {
@@ -240,19 +296,20 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
         .filter(|p| p.applies_to_namespace(&workload.namespace))
         .collect();
     let mut arch = registry_rules::ArchPlan::default();
-    for container in &workload.containers {
+    for (index, container) in workload.containers.iter().enumerate() {
         let image = match ImageRef::parse_cached(&container.image) {
             Ok(image) => image,
             Err(e) => {
                 // The pod would end in InvalidImageName whatever the policies say, or
                 // the reference is one imagegate refuses on purpose (an image ID).
-                decision.violations.push(Violation {
-                    policy: BUILTIN_POLICY.into(),
-                    mode: Mode::Enforce,
-                    rule: Rule::Reference,
-                    container: container.clone(),
-                    message: rules::invalid_reference(&e),
-                });
+                let v = decision.violation(
+                    BUILTIN_POLICY,
+                    Mode::Enforce,
+                    Rule::Reference,
+                    index,
+                    &rules::invalid_reference(&e),
+                );
+                decision.violations.push(v);
                 continue;
             }
         };
@@ -270,6 +327,7 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
                 let ctx = registry_rules::Context {
                     policy,
                     workload,
+                    index,
                     container,
                     image: &image,
                     version: &version,
@@ -288,13 +346,8 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
                     Some(extra) => format!("{message}. {extra}"),
                     None => message,
                 };
-                decision.push(Violation {
-                    policy: policy.name.clone(),
-                    mode: policy.mode,
-                    rule,
-                    container: container.clone(),
-                    message,
-                });
+                let v = decision.violation(&policy.name, policy.mode, rule, index, &message);
+                decision.push(v);
             }
         }
         if !unpulled.is_empty() {
@@ -309,10 +362,10 @@ pub fn decide(policies: &PolicySet, workload: &Workload, facts: &Facts) -> Decis
     arch.finish(workload, &mut decision);
     // A container that is denied anyway is not pinned, and gets no pull secret.
     // A set: a request may carry 100,000 containers, and this stays linear.
-    let denied: HashSet<String> = decision
+    let denied: HashSet<&str> = decision
         .violations
         .iter()
-        .map(|v| v.container.pointer.clone())
+        .map(|v| v.container_in(workload).pointer.as_str())
         .collect();
     decision
         .patches
@@ -493,10 +546,10 @@ mod message_tests {
         let w = pod((0..1_000).map(|i| format!("nginx{i}:latest")));
         let d = decide(&policies, &w, &Facts::default());
         assert_eq!(d.audit.len(), 1_000);
-        assert_eq!(d.audit_lines().len(), 1_000);
-        assert_eq!(d.warning_lines().len(), 1_000);
-        assert_eq!(d.all_warnings().len(), 1_000);
-        let first = d.warning_lines().next().unwrap();
+        assert_eq!(d.audit_lines(&w).len(), 1_000);
+        assert_eq!(d.warning_lines(&w).len(), 1_000);
+        assert_eq!(d.all_warnings(&w).len(), 1_000);
+        let first = d.warning_lines(&w).next().unwrap();
         assert!(first.starts_with("would deny: container \"c0\""), "{first}");
     }
 }

@@ -27,7 +27,7 @@ use json_patch::{AddOperation, PatchOperation};
 use serde_json::{Value, json};
 
 use super::facts::{Needs, SecretFacts};
-use super::{Decision, Facts, Rule, Version, Violation, governs};
+use super::{Decision, Facts, Rule, Version, governs};
 use crate::admission::{ContainerImage, Workload};
 use crate::policy::compile::PullSecretRule;
 use crate::policy::spec::RequirePullSecret;
@@ -38,6 +38,8 @@ use crate::reference::ImageRef;
 struct Want<'a> {
     policy: &'a Policy,
     rule: &'a PullSecretRule,
+    /// The container's index in the workload.
+    index: usize,
     container: &'a ContainerImage,
     /// The image's registry (`host[:port]`), for messages.
     registry: String,
@@ -111,7 +113,7 @@ fn wants<'a>(
     if applicable.is_empty() {
         return out;
     }
-    for container in &workload.containers {
+    for (index, container) in workload.containers.iter().enumerate() {
         let Ok(image) = ImageRef::parse_cached(&container.image) else {
             continue;
         };
@@ -127,6 +129,7 @@ fn wants<'a>(
                 out.push(Want {
                     policy,
                     rule,
+                    index,
                     container,
                     registry: image.registry().to_string(),
                 });
@@ -177,7 +180,7 @@ pub(super) fn decide(
     policies: &PolicySet,
     workload: &Workload,
     facts: &Facts,
-    denied: &HashSet<String>,
+    denied: &HashSet<&str>,
     decision: &mut Decision,
 ) {
     // An image refused on its name gets nothing and is not checked (its secrets
@@ -201,7 +204,7 @@ pub(super) fn decide(
         let name = want.name();
         let present = listed.contains(&name) || from_sa.contains(&name);
         let mut not_listed = None;
-        let is_denied = denied.contains(&want.container.pointer);
+        let is_denied = denied.contains(want.container.pointer.as_str());
         if !present {
             match delivery(want.policy, workload) {
                 Delivery::Now if is_denied => {}
@@ -254,13 +257,16 @@ pub(super) fn decide(
                 want.who(),
                 want.policy.name
             )),
-            RequirePullSecret::Deny => decision.push(Violation {
-                policy: want.policy.name.clone(),
-                mode: want.policy.mode,
-                rule: Rule::RequirePullSecret,
-                container: want.container.clone(),
-                message,
-            }),
+            RequirePullSecret::Deny => {
+                let v = decision.violation(
+                    &want.policy.name,
+                    want.policy.mode,
+                    Rule::RequirePullSecret,
+                    want.index,
+                    &message,
+                );
+                decision.push(v);
+            }
         }
     }
     if !to_add.is_empty() {
@@ -284,13 +290,16 @@ fn unless_added(want: &Want<'_>, decision: &mut Decision) {
             want.who(),
             want.policy.name
         )),
-        RequirePullSecret::Deny => decision.unless_mutated.push(Violation {
-            policy: want.policy.name.clone(),
-            mode: Mode::Enforce,
-            rule: Rule::RequirePullSecret,
-            container: want.container.clone(),
-            message,
-        }),
+        RequirePullSecret::Deny => {
+            let v = decision.violation(
+                &want.policy.name,
+                Mode::Enforce,
+                Rule::RequirePullSecret,
+                want.index,
+                &message,
+            );
+            decision.unless_mutated.push(v);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use serde_json::{Value, json};
 
-use super::{ClusterNodes, Decision, Facts, ImageFacts, Rule, Violation};
+use super::{ClusterNodes, Decision, Facts, ImageFacts, Rule};
 use crate::admission::{ContainerImage, Workload};
 use crate::matching::IfUnknown;
 use crate::platform::{self, ARCH_LABEL, NodePlatform, OS_LABEL, Platform, PlatformSource};
@@ -19,6 +19,8 @@ use crate::reference::ImageRef;
 pub(super) struct Context<'a> {
     pub policy: &'a Policy,
     pub workload: &'a Workload,
+    /// The container's index in `workload.containers`.
+    pub index: usize,
     pub container: &'a ContainerImage,
     pub image: &'a ImageRef,
     pub version: &'a super::Version<'a>,
@@ -137,7 +139,8 @@ struct AffinityPlan {
     /// Those every image so far covers.
     allowed: BTreeSet<NodePlatform>,
     policy: String,
-    container: ContainerImage,
+    /// The container's index in the workload.
+    container: usize,
     source: String,
 }
 
@@ -226,7 +229,7 @@ impl ArchPlan {
                         candidates: placement.platforms.clone(),
                         allowed: supported,
                         policy: ctx.policy.name.clone(),
-                        container: ctx.container.clone(),
+                        container: ctx.index,
                         source,
                     },
                     Some(mut plan) => {
@@ -270,32 +273,36 @@ impl ArchPlan {
             return;
         };
         let Some(exprs) = expressions(&plan.candidates, &plan.allowed) else {
-            decision.violations.push(Violation {
-                policy: plan.policy,
-                mode: Mode::Enforce,
-                rule: Rule::Architectures,
-                container: plan.container,
-                message: format!(
-                    "the pod's images have no platform in common among the nodes it may run on ({}, from {}), so no node affinity can fit them all; build the images for a common platform",
-                    list(&plan.candidates),
-                    plan.source
-                ),
-            });
+            let message = format!(
+                "the pod's images have no platform in common among the nodes it may run on ({}, from {}), so no node affinity can fit them all; build the images for a common platform",
+                list(&plan.candidates),
+                plan.source
+            );
+            let v = decision.violation(
+                &plan.policy,
+                Mode::Enforce,
+                Rule::Architectures,
+                plan.container,
+                &message,
+            );
+            decision.violations.push(v);
             return;
         };
         // If the mutating webhook's patch never lands (its failurePolicy is Ignore,
         // or another webhook undoes it), the validating webhook must still refuse.
-        decision.unless_mutated.push(Violation {
-            policy: plan.policy.clone(),
-            mode: Mode::Enforce,
-            rule: Rule::Architectures,
-            container: plan.container.clone(),
-            message: format!(
-                "the images do not cover every platform the pod may run on (from {}), and the node affinity for {} that imagegate's mutating webhook adds is missing; add it, or check that the mutating webhook is installed",
-                plan.source,
-                list(&plan.allowed)
-            ),
-        });
+        let message = format!(
+            "the images do not cover every platform the pod may run on (from {}), and the node affinity for {} that imagegate's mutating webhook adds is missing; add it, or check that the mutating webhook is installed",
+            plan.source,
+            list(&plan.allowed)
+        );
+        let v = decision.violation(
+            &plan.policy,
+            Mode::Enforce,
+            Rule::Architectures,
+            plan.container,
+            &message,
+        );
+        decision.unless_mutated.push(v);
         decision.patches.extend(affinity_patch(
             workload.pod_spec_pointer,
             workload.raw_affinity.as_ref(),

@@ -790,12 +790,13 @@ spec:
     fn audit_warns_required_false_checks_only_attestations_and_offline_skips() {
         // Audit: the would-be denial is a warning.
         let set = policies("Audit", 1, true);
-        let d = decide(&set, &pod(IMAGE), &facts(&set, &[], 0));
+        let w = pod(IMAGE);
+        let d = decide(&set, &w, &facts(&set, &[], 0));
         assert!(d.allowed());
         assert!(
-            d.audit_warnings()[0].contains("would deny: container \"app\" image \"harbor.example.com/acme/app:v1\": no signatures found"),
+            d.audit_warnings(&w)[0].contains("would deny: container \"app\" image \"harbor.example.com/acme/app:v1\": no signatures found"),
             "{:?}",
-            d.audit_warnings()
+            d.audit_warnings(&w)
         );
         // required: false: no signature needed, attestations still judged.
         let set = policies("Enforce", 1, false);

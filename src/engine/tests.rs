@@ -59,7 +59,7 @@ type Found = Vec<(String, String)>;
 
 fn found(vs: &[Violation]) -> Found {
     vs.iter()
-        .map(|v| (v.policy.clone(), v.rule.to_string()))
+        .map(|v| (v.policy.to_string(), v.rule.to_string()))
         .collect()
 }
 
@@ -255,13 +255,10 @@ fn messages_tell_the_user_what_to_do() {
             assert!(msg.contains(f), "{msg}\nlacks {f}");
         }
     }
-    let d = decide(
-        &policies,
-        &pod("prod-eu", "harbor.example.com/app/web:v1.0.0"),
-        &Facts::default(),
-    );
+    let w = pod("prod-eu", "harbor.example.com/app/web:v1.0.0");
+    let d = decide(&policies, &w, &Facts::default());
     assert!(d.allowed());
-    let warnings = d.audit_warnings();
+    let warnings = d.audit_warnings(&w);
     assert_eq!(warnings.len(), 1);
     assert!(
         warnings[0].starts_with("would deny: container \"app\""),
@@ -556,7 +553,7 @@ spec:
             assert_eq!(!d.warnings.is_empty(), warned, "{kind:?}");
             if !allowed {
                 assert_eq!(d.violations[0].rule, Rule::Preflight);
-                assert_eq!(d.violations[0].message, "the registry said no");
+                assert_eq!(&*d.violations[0].message, "the registry said no");
             } else {
                 assert!(d.warnings[0].contains("the registry said no (admitted because policy pin has onRegistryError: Warn)"), "{:?}", d.warnings);
             }
@@ -845,7 +842,7 @@ spec:
             assert_eq!(d.allowed(), allowed, "{ns} {kind:?} {node_view:?}");
             let text = match allowed {
                 true => d.warnings.join("\n"),
-                false => d.violations[0].message.clone(),
+                false => d.violations[0].message.to_string(),
             };
             assert!(text.contains(fragment), "{text}");
         }

@@ -142,14 +142,25 @@ impl ReferenceError {
 }
 
 /// A parsed, normalized image reference.
+///
+/// One allocation: the normalized text and where its parts end. The digest cache
+/// and [`ImageRef::parse_cached`] keep one per image, and 10,000 cached image
+/// facts must fit in a small RSS (tests/cache_memory.rs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
-    /// `registry/repository`, computed once: patterns match it on every request.
-    name: String,
-    registry: String,
-    repository: String,
-    tag: Option<String>,
-    digest: Option<String>,
+    /// `registry/repository[:tag][@digest]`, as [`fmt::Display`] writes it.
+    text: Box<str>,
+    /// `text[..registry_end]` is the registry.
+    registry_end: usize,
+    /// `text[registry_end + 1..repository_end]` is the repository.
+    repository_end: usize,
+    /// `text[repository_end + 1..tag_end]` is the tag, when `tag_end > repository_end`.
+    tag_end: usize,
+    /// `text[tag_end + 1..]` is the digest, when there is one.
+    has_digest: bool,
+    /// `registry/repository` with a `:443` port left out, only when that differs
+    /// from `text[..repository_end]`.
+    name: Option<Box<str>>,
     /// True when the reference named neither tag nor digest and `latest` is implied.
     implicit_tag: bool,
 }
@@ -163,22 +174,23 @@ impl ImageRef {
     /// The registry host, with port where one was given (`docker.io`, `localhost:5000`,
     /// `[2001:db8::1]:5000`), lowercase.
     pub fn registry(&self) -> &str {
-        &self.registry
+        &self.text[..self.registry_end]
     }
 
     /// The repository path inside the registry (`library/nginx`).
     pub fn repository(&self) -> &str {
-        &self.repository
+        &self.text[self.registry_end + 1..self.repository_end]
     }
 
     /// The tag, explicit or the implied `latest`; `None` for a digest-only reference.
     pub fn tag(&self) -> Option<&str> {
-        self.tag.as_deref()
+        (self.tag_end > self.repository_end)
+            .then(|| &self.text[self.repository_end + 1..self.tag_end])
     }
 
     /// The digest (`sha256:...`) when the reference carries one.
     pub fn digest(&self) -> Option<&str> {
-        self.digest.as_deref()
+        self.has_digest.then(|| &self.text[self.tag_end + 1..])
     }
 
     /// True when the reference had no tag and no digest, so the runtime pulls `latest`.
@@ -189,7 +201,9 @@ impl ImageRef {
     /// `registry/repository`, the form policy patterns match against (a `:443` port
     /// left out: it is where HTTPS goes anyway).
     pub fn name(&self) -> &str {
-        &self.name
+        self.name
+            .as_deref()
+            .unwrap_or(&self.text[..self.repository_end])
     }
 
     /// Like [`ImageRef::parse`], through a process-wide cache: the same images come
@@ -214,14 +228,7 @@ impl ImageRef {
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.repository)?;
-        if let Some(tag) = &self.tag {
-            write!(f, ":{tag}")?;
-        }
-        if let Some(digest) = &self.digest {
-            write!(f, "@{digest}")?;
-        }
-        Ok(())
+        f.write_str(&self.text)
     }
 }
 
@@ -326,16 +333,36 @@ fn parse(input: &str, suggest: bool) -> Result<ImageRef, ReferenceError> {
 
     let implicit_tag = tag.is_none() && digest.is_none();
     let tag = match tag {
-        Some(t) => Some(t.to_string()),
-        None if implicit_tag => Some(IMPLICIT_TAG.to_string()),
+        Some(t) => Some(t),
+        None if implicit_tag => Some(IMPLICIT_TAG),
         None => None,
     };
+    let mut text = String::with_capacity(
+        len + tag.map_or(0, |t| t.len() + 1) + digest.map_or(0, |d| d.len() + 1),
+    );
+    text.push_str(&registry);
+    let registry_end = text.len();
+    text.push('/');
+    text.push_str(&repository);
+    let repository_end = text.len();
+    if let Some(tag) = tag {
+        text.push(':');
+        text.push_str(tag);
+    }
+    let tag_end = text.len();
+    if let Some(digest) = digest {
+        text.push('@');
+        text.push_str(digest);
+    }
+    let short = without_default_port(&registry);
+    let name = (short.len() != registry.len()).then(|| format!("{short}/{repository}").into());
     Ok(ImageRef {
-        name: format!("{}/{repository}", without_default_port(&registry)),
-        registry,
-        repository,
-        tag,
-        digest: digest.map(str::to_string),
+        text: text.into(),
+        registry_end,
+        repository_end,
+        tag_end,
+        has_digest: digest.is_some(),
+        name,
         implicit_tag,
     })
 }

@@ -313,7 +313,7 @@ fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
     // Both bounded: an UPDATE may carry 100,000 containers.
     if !decision.audit.is_empty() {
         let would_deny = review::limit_lines(
-            decision.audit_lines(),
+            decision.audit_lines(workload),
             review::MAX_AUDIT_ENTRY_LEN,
             review::MAX_AUDIT_ANNOTATION_LEN,
             "Audit finding(s)",
@@ -329,7 +329,7 @@ fn validating_answer(decision: &Decision, workload: &Workload) -> Answer {
         );
         audit_annotations.insert("not-checked".to_string(), not_checked.join("; "));
     }
-    let warnings = review::limit_warnings_from(decision.warning_lines());
+    let warnings = review::limit_warnings_from(decision.warning_lines(workload));
     Answer {
         allowed: decision.allowed(),
         message: if decision.allowed() {
@@ -382,8 +382,8 @@ fn record(
             namespace = %workload.namespace,
             kind = %workload.kind,
             name = %workload.name,
-            container = %v.container.name,
-            image = %v.container.image,
+            container = %v.container_in(workload).name,
+            image = %v.container_in(workload).image,
             policy = %v.policy,
             rule = v.rule.as_str(),
             mode,
