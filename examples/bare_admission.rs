@@ -12,7 +12,7 @@
 //! `serve` builds its rustls configuration with imagegate's own
 //! (`KeyMaterial::server_config`: TLS 1.3 and 1.2, aws-lc-rs, h2 and http/1.1 by
 //! ALPN) from the same certificate, and runs on `tokio::runtime::Runtime::new()`,
-//! as `imagegate serve` does.
+//! as `imagegate serve` does, with the same allocator (jemalloc).
 
 #[path = "../benches/bare/mod.rs"]
 mod bare;
@@ -23,6 +23,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use imagegate::server::tls::KeyMaterial;
+
+/// The allocator `imagegate` runs with (src/main.rs), so that the comparison
+/// measures the request path, not the allocator.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str = "usage: bare_admission fixtures DIR | bare_admission serve ADDR CERT KEY";
 
