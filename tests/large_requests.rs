@@ -229,7 +229,11 @@ async fn memory_used_by_a_burst_of_large_requests_is_returned() {
 
     // Light load: small reviews, allowed and denied.
     let small = |i: usize| {
-        let image = if i.is_multiple_of(2) { "r.io/a:1" } else { "r.io/a" };
+        let image = if i.is_multiple_of(2) {
+            "r.io/a:1"
+        } else {
+            "r.io/a"
+        };
         review("CREATE", &pod(&containers(3, |_| image.into())), None)
     };
     let light: Vec<(Vec<u8>, u16)> = (0..4).map(|i| (small(i), 200)).collect();
