@@ -272,19 +272,22 @@ impl ArchPlan {
         let Some(plan) = self.affinity else {
             return;
         };
+        let violation = |decision: &mut Decision, message: &str| {
+            decision.violation(
+                &plan.policy,
+                Mode::Enforce,
+                Rule::Architectures,
+                plan.container,
+                message,
+            )
+        };
         let Some(exprs) = expressions(&plan.candidates, &plan.allowed) else {
             let message = format!(
                 "the pod's images have no platform in common among the nodes it may run on ({}, from {}), so no node affinity can fit them all; build the images for a common platform",
                 list(&plan.candidates),
                 plan.source
             );
-            let v = decision.violation(
-                &plan.policy,
-                Mode::Enforce,
-                Rule::Architectures,
-                plan.container,
-                &message,
-            );
+            let v = violation(decision, &message);
             decision.violations.push(v);
             return;
         };
@@ -295,13 +298,7 @@ impl ArchPlan {
             plan.source,
             list(&plan.allowed)
         );
-        let v = decision.violation(
-            &plan.policy,
-            Mode::Enforce,
-            Rule::Architectures,
-            plan.container,
-            &message,
-        );
+        let v = violation(decision, &message);
         decision.unless_mutated.push(v);
         decision.patches.extend(affinity_patch(
             workload.pod_spec_pointer,
