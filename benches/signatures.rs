@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::env_number;
+use common::{env_number, pod};
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -73,15 +73,6 @@ impl Gate {
             .await;
         engine::decide(&self.policies, &workload, &facts)
     }
-}
-
-fn pod(images: &[String]) -> Value {
-    let containers: Vec<Value> = images
-        .iter()
-        .enumerate()
-        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
-        .collect();
-    json!({"metadata": {"name": "web", "namespace": "team"}, "spec": {"containers": containers}})
 }
 
 /// Pushes `n` signed images under `prefix`; returns `host/repo@digest` references.

@@ -14,3 +14,18 @@ pub fn env_number(name: &str, default: f64) -> f64 {
         }
     }
 }
+
+/// A Pod in namespace `team` with one container per image (`c0`, `c1`, ...), as the
+/// lookup benches admit it. (Not every bench uses it.)
+#[allow(dead_code)]
+pub fn pod(images: &[String]) -> serde_json::Value {
+    let containers: Vec<serde_json::Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| serde_json::json!({"name": format!("c{i}"), "image": image}))
+        .collect();
+    serde_json::json!({
+        "metadata": {"name": "web", "namespace": "team"},
+        "spec": {"containers": containers},
+    })
+}
