@@ -20,14 +20,19 @@ const TAGS: usize = 10_000;
 const WARM: usize = 1_000;
 const PER_POD: usize = 20;
 
-fn rss(pid: u32) -> u64 {
+/// A size in bytes from /proc/PID/status (`VmRSS`, `RssAnon`, `RssFile`).
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
+        .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
     kb * 1024
+}
+
+fn rss(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS")
 }
 
 /// The RSS once the allocator has settled after the last request (freed pages
@@ -138,9 +143,11 @@ async fn ten_thousand_cached_image_facts_cost_a_bounded_number_of_bytes_each() {
     let reference = registry.reference("team/app:t5000");
     let charged = imagegate::inspector::digest_entry_charge(&reference, 71) as u64;
     eprintln!(
-        "RSS {} KiB with {WARM} cached facts, {} KiB with {TAGS}: {per_entry} bytes per cached fact; the weigher charges {charged}",
+        "RSS {} KiB with {WARM} cached facts, {} KiB with {TAGS} ({} KiB anonymous, {} KiB mapped from files): {per_entry} bytes per cached fact; the weigher charges {charged}",
         before / 1024,
-        after / 1024
+        after / 1024,
+        status_bytes(pid, "RssAnon") / 1024,
+        status_bytes(pid, "RssFile") / 1024,
     );
     assert!(
         per_entry <= MAX_BYTES_PER_ENTRY,

@@ -832,6 +832,18 @@ fn post(path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
 
 /// The invariants every answer keeps; returns the reply when it is a review.
 fn check_answer(status: u16, reply: &[u8], sent: &[u8]) -> Result<Option<Value>, TestCaseError> {
+    // The request path reads a body in one pass when it can; the two-pass reading
+    // it falls back to must read every body the same.
+    let (read, two_passes) = (
+        imagegate::admission::review::read(sent),
+        imagegate::admission::review::read_with_raw_objects(sent),
+    );
+    prop_assert_eq!(
+        format!("{read:?}"),
+        format!("{two_passes:?}"),
+        "the one pass and the two passes read this differently: {}",
+        String::from_utf8_lossy(sent)
+    );
     let text = String::from_utf8_lossy(reply);
     prop_assert!(status < 500, "HTTP {status}: {text}");
     if status != 200 {

@@ -312,25 +312,7 @@ where
     F: Fn() -> D,
 {
     match LeanPodSpec::deserialize(de()) {
-        Ok(mut spec) => {
-            if let Some(raw) = spec.raw_affinity.as_ref().filter(|v| !v.is_null()) {
-                let typed = serde_path_to_error::deserialize::<_, Affinity>(raw).map_err(|e| {
-                    let mut reason = malformed_reason(pointer, Some(e.path()), e.inner());
-                    // `spec.nodeAffinity...` -> `spec.affinity.nodeAffinity...`
-                    let field = pointer.trim_start_matches('/').replace('/', ".");
-                    if let Some(rest) = reason.strip_prefix(&field) {
-                        reason = format!("{field}.affinity{rest}");
-                    }
-                    ObjectError::Malformed {
-                        kind: kind.to_string(),
-                        pointer,
-                        reason,
-                    }
-                })?;
-                spec.affinity = Some(typed);
-            }
-            Ok(spec)
-        }
+        Ok(spec) => typed_affinity(kind, pointer, spec),
         Err(plain) => {
             let reason = match serde_path_to_error::deserialize::<_, LeanPodSpec<'de>>(de()) {
                 Err(e) => malformed_reason(pointer, Some(e.path()), e.inner()),
@@ -343,6 +325,32 @@ where
             })
         }
     }
+}
+
+/// The last step of reading a pod spec: its `affinity`, kept as JSON for patches,
+/// is read as the typed `Affinity` the rules use.
+fn typed_affinity<'de>(
+    kind: &str,
+    pointer: &'static str,
+    mut spec: LeanPodSpec<'de>,
+) -> Result<LeanPodSpec<'de>, ObjectError> {
+    if let Some(raw) = spec.raw_affinity.as_ref().filter(|v| !v.is_null()) {
+        let typed = serde_path_to_error::deserialize::<_, Affinity>(raw).map_err(|e| {
+            let mut reason = malformed_reason(pointer, Some(e.path()), e.inner());
+            // `spec.nodeAffinity...` -> `spec.affinity.nodeAffinity...`
+            let field = pointer.trim_start_matches('/').replace('/', ".");
+            if let Some(rest) = reason.strip_prefix(&field) {
+                reason = format!("{field}.affinity{rest}");
+            }
+            ObjectError::Malformed {
+                kind: kind.to_string(),
+                pointer,
+                reason,
+            }
+        })?;
+        spec.affinity = Some(typed);
+    }
+    Ok(spec)
 }
 
 /// The kinds imagegate covers: (API group, kind, JSON pointer of the pod spec).
@@ -376,7 +384,7 @@ pub fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
 /// Like k8s-openapi's `PodSpec`, every field may be missing or `null`.
 #[derive(Deserialize)]
 #[serde(rename = "PodSpec", expecting = "PodSpec", rename_all = "camelCase")]
-struct LeanPodSpec<'a> {
+pub(crate) struct LeanPodSpec<'a> {
     #[serde(default, borrow)]
     init_containers: Option<Vec<LeanContainer<'a>>>,
     #[serde(default, borrow)]
@@ -405,7 +413,7 @@ struct LeanPodSpec<'a> {
 /// A container as imagegate reads it: its name, image and pull policy, nothing else.
 #[derive(Deserialize)]
 #[serde(expecting = "Container")]
-struct LeanContainer<'a> {
+pub(crate) struct LeanContainer<'a> {
     #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -552,6 +560,242 @@ pub(crate) fn raw_field<'a>(
     de.deserialize_map(Field(key))
 }
 
+/// An object as the request's one pass left it, for [`Workload::from_parts_changed`]:
+/// JSON text ([`RawObject`]) or already read ([`EagerObject`]). Either gives the
+/// same workload and the same messages.
+pub(crate) trait ObjectIn<'a> {
+    /// The object's `metadata`, or the path and reason of what is wrong with it.
+    fn metadata(&mut self) -> Result<Option<Meta>, String>;
+    /// The pod spec of a kind imagegate covers (`Ok(None)` for another kind).
+    fn pod_spec(self, group: &str, kind: &str) -> Result<Option<LeanPodSpec<'a>>, ObjectError>;
+}
+
+impl<'a> ObjectIn<'a> for RawObject<'a> {
+    fn metadata(&mut self) -> Result<Option<Meta>, String> {
+        let Some(meta) = self.metadata else {
+            return Ok(None);
+        };
+        match serde_json::from_str::<Meta>(meta.get()) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(plain) => {
+                let mut de = serde_json::Deserializer::from_str(meta.get());
+                Err(match serde_path_to_error::deserialize::<_, Meta>(&mut de) {
+                    Err(e) if e.path().to_string() != "." => {
+                        format!("metadata.{}: {}", e.path(), without_position(e.inner()))
+                    }
+                    Err(e) => format!("metadata: {}", without_position(e.inner())),
+                    Ok(_) => format!("metadata: {}", without_position(&plain)),
+                })
+            }
+        }
+    }
+
+    fn pod_spec(self, group: &str, kind: &str) -> Result<Option<LeanPodSpec<'a>>, ObjectError> {
+        raw_spec(group, kind, self)
+    }
+}
+
+/// An object read in the one pass that parses the request, for the kind it names
+/// itself (`apiVersion` and `kind`, which the API server writes before `metadata`
+/// and `spec`): its metadata, and the pod spec at that kind's pointer, read as the
+/// parser reaches it. The object is scanned once, where [`RawObject`] scans its
+/// `metadata` and `spec` again.
+///
+/// What this pass cannot read exactly as [`RawObject`] would fails it: a `spec`
+/// before the kind, a duplicate key on the way to the pod spec, a field that does
+/// not hold what it should. The caller then reads the request again with
+/// [`RawObject`], which gives the answer with the path of the field at fault. Its
+/// reading may be used only for a request whose kind is the object's
+/// ([`EagerObject::is_kind`]).
+#[derive(Default)]
+pub(crate) struct EagerObject<'a> {
+    api_version: Option<Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
+    metadata: Option<Meta>,
+    spec: EagerSpec<'a>,
+}
+
+// One per request, never in a collection: boxing the spec would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Default)]
+enum EagerSpec<'a> {
+    /// No `spec` key.
+    #[default]
+    Absent,
+    /// A kind imagegate does not cover: its `spec` was skipped.
+    NotCovered,
+    /// What is at the kind's pod spec pointer: `None` when something on the way
+    /// is missing, `null` or not an object.
+    At(&'static str, Option<LeanPodSpec<'a>>),
+}
+
+impl EagerObject<'_> {
+    /// Whether the object names itself as `group`'s `kind` (`apps/v1` is group
+    /// `apps`, `v1` the core group).
+    pub(crate) fn is_kind(&self, group: &str, kind: &str) -> bool {
+        let (Some(api_version), Some(own)) = (&self.api_version, &self.kind) else {
+            return false;
+        };
+        own == kind && group_of(api_version) == group
+    }
+}
+
+/// The API group of an `apiVersion`: `apps` of `apps/v1`, the core group `""` of `v1`.
+fn group_of(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(group, _)| group)
+}
+
+/// Fails the one pass (see [`EagerObject`]); never shown to anyone.
+fn not_in_one_pass<E: serde::de::Error>() -> E {
+    E::custom("the object cannot be read in one pass")
+}
+
+impl<'a> ObjectIn<'a> for EagerObject<'a> {
+    fn metadata(&mut self) -> Result<Option<Meta>, String> {
+        Ok(self.metadata.take())
+    }
+
+    fn pod_spec(self, group: &str, kind: &str) -> Result<Option<LeanPodSpec<'a>>, ObjectError> {
+        let Some(pointer) = pod_spec_pointer(group, kind) else {
+            return Ok(None);
+        };
+        match self.spec {
+            EagerSpec::At(at, Some(spec)) if at == pointer => {
+                typed_affinity(kind, pointer, spec).map(Some)
+            }
+            // Missing, or (never: the caller checks `is_kind`) another kind's.
+            _ => Err(ObjectError::NoPodSpec {
+                kind: kind.to_string(),
+                pointer,
+            }),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EagerObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EagerObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut object = EagerObject::default();
+                let mut metadata_seen = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "apiVersion" | "kind" => {
+                            let slot = if key == "kind" {
+                                &mut object.kind
+                            } else {
+                                &mut object.api_version
+                            };
+                            if slot.is_some() || !matches!(object.spec, EagerSpec::Absent) {
+                                return Err(not_in_one_pass());
+                            }
+                            *slot = Some(map.next_value()?);
+                        }
+                        "metadata" => {
+                            if std::mem::replace(&mut metadata_seen, true) {
+                                return Err(not_in_one_pass());
+                            }
+                            object.metadata = map.next_value()?;
+                        }
+                        "spec" => {
+                            let (Some(api_version), Some(kind), EagerSpec::Absent) =
+                                (&object.api_version, &object.kind, &object.spec)
+                            else {
+                                return Err(not_in_one_pass());
+                            };
+                            object.spec = match pod_spec_pointer(group_of(api_version), kind) {
+                                None => {
+                                    map.next_value::<IgnoredAny>()?;
+                                    EagerSpec::NotCovered
+                                }
+                                Some(pointer) => {
+                                    let rest = &pointer["/spec".len()..];
+                                    EagerSpec::At(pointer, map.next_value_seed(SpecAt(rest))?)
+                                }
+                            };
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(object)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The pod spec at `.0` (`/template/spec`, or `""` for here) below a value, as
+/// [`raw_spec`] finds it: `None` when a step is missing, `null` or not an object.
+struct SpecAt(&'static str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for SpecAt {
+    type Value = Option<LeanPodSpec<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let Some(path) = self.0.strip_prefix('/') else {
+            return Option::<LeanPodSpec<'de>>::deserialize(d);
+        };
+        let (key, rest) = path.find('/').map_or((path, ""), |i| path.split_at(i));
+        d.deserialize_any(Step { key, rest })
+    }
+}
+
+/// One step of [`SpecAt`]: the value of `key` in an object, read on at `rest`.
+struct Step {
+    key: &'static str,
+    rest: &'static str,
+}
+
+impl<'de> Visitor<'de> for Step {
+    type Value = Option<LeanPodSpec<'de>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.key {
+                if found.is_some() {
+                    return Err(not_in_one_pass());
+                }
+                found = Some(map.next_value_seed(SpecAt(self.rest))?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found.flatten())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
 impl Workload {
     /// Reads a covered object. `Ok(None)` for a kind imagegate does not govern.
     pub fn from_object(
@@ -615,20 +859,20 @@ impl Workload {
         Workload::from_parts_changed(group, kind, namespace, meta, RawObject::read(object), old)
     }
 
-    /// [`Workload::from_raw_changed`] from the object's fields as the request
-    /// was parsed into them (no further pass over the object).
-    pub fn from_parts_changed(
+    /// [`Workload::from_raw_changed`] from the object as the request's one pass
+    /// left it (no further pass over an object read in it).
+    pub(crate) fn from_parts_changed<'a>(
         group: &str,
         kind: &str,
         namespace: &str,
         meta: &Meta,
-        object: RawObject<'_>,
+        object: impl ObjectIn<'a>,
         old: Option<&OldImages<'_>>,
     ) -> Result<Option<Workload>, ObjectError> {
         let Some(pointer) = pod_spec_pointer(group, kind) else {
             return Ok(None);
         };
-        let Some(spec) = raw_spec(group, kind, object)? else {
+        let Some(spec) = object.pod_spec(group, kind)? else {
             return Ok(None);
         };
         Ok(Some(Workload::of(

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::object::{RawObject, without_position};
+use super::object::{EagerObject, ObjectIn, RawObject, without_position};
 use super::{Meta, ObjectError, OldImages, Workload, pod_spec_pointer};
 
 /// The reply's type (kube's, so that its shape is the v1 contract's).
@@ -171,20 +171,23 @@ pub struct Read {
 /// imagegate reads; every other field is skipped without being kept, and the
 /// objects stay JSON text ([`RawValue`]) until [`Workload::from_raw`] reads the
 /// few fields of them it needs. No tree of the body is built.
+///
+/// `O` is how the object is read: [`EagerObject`] in the pass that reads a request
+/// the API server sent, [`RawObject`] when that pass cannot read it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
+struct ReviewIn<'a, O> {
     #[serde(default, borrow)]
     api_version: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     kind: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
+struct RequestIn<'a, O> {
     #[serde(borrow)]
     uid: Cow<'a, str>,
     #[serde(borrow)]
@@ -198,10 +201,10 @@ struct RequestIn<'a> {
     operation: Operation,
     #[serde(default, borrow)]
     user_info: Option<UserInfoIn<'a>>,
-    /// Only its `metadata` and `spec` are kept, found in the one pass that
+    /// Only its `metadata` and pod spec are kept, found in the one pass that
     /// parses the body.
-    #[serde(default, borrow)]
-    object: Option<RawObject<'a>>,
+    #[serde(default)]
+    object: Option<O>,
     #[serde(default, borrow)]
     old_object: Option<&'a RawValue>,
     #[serde(default)]
@@ -346,18 +349,57 @@ impl Rejected {
 
 /// Parses and checks an AdmissionReview body, and reads the workload to judge.
 /// Linear in the body, and no tree of it is built: see [`ReviewIn`].
+///
+/// A body the API server sent is read in one pass ([`EagerObject`]). Any other
+/// (not UTF-8, a request whose object does not name its kind first, or that
+/// cannot be read as it should) is read again with [`RawObject`]s, which gives the
+/// same answer, with the path of a field at fault.
 pub fn read(body: &[u8]) -> Result<Read, Rejected> {
-    let review: ReviewIn<'_> = match serde_json::from_slice(body) {
-        Ok(review) => review,
-        Err(e) => return Err(unreadable(body, e)),
-    };
+    match one_pass(body) {
+        Some(review) => judge(review),
+        None => read_with_raw_objects(body),
+    }
+}
+
+/// The body parsed in one pass, when that can be done (see [`read`]).
+fn one_pass(body: &[u8]) -> Option<ReviewIn<'_, EagerObject<'_>>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let review = serde_json::from_str::<ReviewIn<'_, EagerObject<'_>>>(text).ok()?;
+    let agrees = review.request.as_ref().is_none_or(|r| {
+        r.object
+            .as_ref()
+            .is_none_or(|o| o.is_kind(&r.kind.group, &r.kind.kind))
+    });
+    agrees.then_some(review)
+}
+
+/// [`read`] in one pass: `None` when the body cannot be read so. For tests that
+/// check both readings agree.
+#[doc(hidden)]
+pub fn read_in_one_pass(body: &[u8]) -> Option<Result<Read, Rejected>> {
+    one_pass(body).map(judge)
+}
+
+/// [`read`] with the objects kept as JSON text and read after the pass: what it
+/// does with a body the one pass cannot read. Public for tests that check both
+/// readings agree.
+#[doc(hidden)]
+pub fn read_with_raw_objects(body: &[u8]) -> Result<Read, Rejected> {
+    match serde_json::from_slice::<ReviewIn<'_, RawObject<'_>>>(body) {
+        Ok(review) => judge(review),
+        Err(e) => Err(unreadable(body, e)),
+    }
+}
+
+/// [`read`] once the body is parsed.
+fn judge<'a, O: ObjectIn<'a>>(review: ReviewIn<'a, O>) -> Result<Read, Rejected> {
     envelope(
         review.api_version.as_deref(),
         review.kind.as_deref(),
         review.request.is_some(),
         review.request.as_ref().map(|r| r.uid.as_ref()),
     )?;
-    let Some(r) = review.request else {
+    let Some(mut r) = review.request else {
         return Err(Rejected::NotAReview(ReviewError::NoRequest));
     };
     let in_band = |refusal| {
@@ -371,8 +413,10 @@ pub fn read(body: &[u8]) -> Result<Read, Rejected> {
     };
     // The object's metadata is read here, strictly: it names the object in every
     // message.
-    let object_meta = match r.object.map(|o| read_meta(o.metadata)).transpose() {
-        Ok(meta) => meta.flatten().or(r.object.map(|_| Meta::default())),
+    let object_meta = match r.object.as_mut().map(ObjectIn::metadata).transpose() {
+        Ok(meta) => meta
+            .flatten()
+            .or(r.object.as_ref().map(|_| Meta::default())),
         Err(detail) => {
             return Err(in_band(Refusal::Unreadable(format!(
                 "request.object.{detail}"
@@ -417,26 +461,6 @@ pub fn read(body: &[u8]) -> Result<Read, Rejected> {
 /// Parses and checks an AdmissionReview body: [`read`] without the workload.
 pub fn parse(body: &[u8]) -> Result<Request, Rejected> {
     read(body).map(|r| r.request)
-}
-
-/// The `metadata` of an object, or the path and reason of what is wrong with it.
-fn read_meta(meta: Option<&RawValue>) -> Result<Option<Meta>, String> {
-    let Some(meta) = meta else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<Meta>(meta.get()) {
-        Ok(meta) => Ok(Some(meta)),
-        Err(plain) => {
-            let mut de = serde_json::Deserializer::from_str(meta.get());
-            Err(match serde_path_to_error::deserialize::<_, Meta>(&mut de) {
-                Err(e) if e.path().to_string() != "." => {
-                    format!("metadata.{}: {}", e.path(), without_position(e.inner()))
-                }
-                Err(e) => format!("metadata: {}", without_position(e.inner())),
-                Ok(_) => format!("metadata: {}", without_position(&plain)),
-            })
-        }
-    }
 }
 
 /// The envelope of an AdmissionReview imagegate can answer in-band, or why not.
@@ -500,18 +524,19 @@ fn unreadable(body: &[u8], error: serde_json::Error) -> Rejected {
         Ok(envelope) => {
             // Read it again, for the path of the field at fault.
             let mut de = serde_json::Deserializer::from_slice(body);
-            let detail = match serde_path_to_error::deserialize::<_, ReviewIn<'_>>(&mut de) {
-                Err(e) => {
-                    let path = e.path().to_string();
-                    match path.strip_prefix("request") {
-                        Some(rest) if !rest.is_empty() => {
-                            format!("{path}: {}", without_position(e.inner()))
+            let detail =
+                match serde_path_to_error::deserialize::<_, ReviewIn<'_, RawObject<'_>>>(&mut de) {
+                    Err(e) => {
+                        let path = e.path().to_string();
+                        match path.strip_prefix("request") {
+                            Some(rest) if !rest.is_empty() => {
+                                format!("{path}: {}", without_position(e.inner()))
+                            }
+                            _ => format!("request: {}", without_position(e.inner())),
                         }
-                        _ => format!("request: {}", without_position(e.inner())),
                     }
-                }
-                Ok(_) => error.to_string(),
-            };
+                    Ok(_) => error.to_string(),
+                };
             Rejected::refused(envelope, Refusal::Unreadable(detail))
         }
     }
@@ -551,9 +576,9 @@ fn operation_name(operation: &Operation) -> &'static str {
 /// `pods/ephemeralcontainers` subresource only the ephemeral containers. An
 /// `oldObject` that cannot be read is ignored: every image is then judged, as on a
 /// CREATE.
-fn workload(
+fn workload<'a>(
     request: &Request,
-    object: Option<RawObject<'_>>,
+    object: Option<impl ObjectIn<'a>>,
     old_object: Option<&RawValue>,
 ) -> Result<Option<Workload>, Refusal> {
     if !matches!(request.operation, Operation::Create | Operation::Update) {
@@ -1137,5 +1162,265 @@ mod tests {
         assert!(out.last().unwrap().contains("more warning(s) not shown"));
         assert!(out[0].ends_with("..."));
         assert_eq!(limit_warnings(vec!["a".into(), "b".into()]), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_one_pass_reads_what_the_two_passes_read() {
+        // A review of `kind` (group, kind) whose request carries `object` and `old`
+        // as written, keys in the order given.
+        fn body(group: &str, kind: &str, operation: &str, object: &str, old: &str) -> Vec<u8> {
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u-1","kind":{{"group":"{group}","version":"v1","kind":"{kind}"}},"name":"web","namespace":"team","operation":"{operation}","object":{object},"oldObject":{old}}}}}"#
+            )
+            .into_bytes()
+        }
+        let pod = |spec: &str| {
+            format!(
+                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"web","managedFields":[{{"x":"y"}}]}},"spec":{spec},"status":{{}}}}"#
+            )
+        };
+        let app = r#"{"containers":[{"name":"app","image":"nginx:1.25","imagePullPolicy":"Never","ports":[{"containerPort":80}]}],"initContainers":[{"name":"init","image":"busybox"}],"nodeSelector":{"kubernetes.io/arch":"arm64"},"affinity":{"nodeAffinity":{}},"tolerations":[{"key":"k","operator":"Exists"}],"imagePullSecrets":[{"name":"pull"}],"serviceAccountName":"sa","os":{"name":"linux"},"volumes":[]}"#;
+        let deployment = |template: &str| {
+            format!(
+                r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"generateName":"web-"}},"spec":{{"replicas":3,"template":{template},"selector":{{}}}}}}"#
+            )
+        };
+        let pod_body = |spec: &str| body("", "Pod", "CREATE", &pod(spec), "null");
+        let mut invalid_utf8 = pod_body(app);
+        let at = invalid_utf8.len() - 20;
+        invalid_utf8.splice(at..at, *b"\"x\":\"\xff\",");
+        // (what, body, read in one pass)
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            ("a Pod, as the API server writes it", pod_body(app), true),
+            (
+                "a Deployment",
+                body(
+                    "apps",
+                    "Deployment",
+                    "CREATE",
+                    &deployment(&format!(r#"{{"metadata":{{}},"spec":{app}}}"#)),
+                    "null",
+                ),
+                true,
+            ),
+            (
+                "a CronJob",
+                body(
+                    "batch",
+                    "CronJob",
+                    "CREATE",
+                    &format!(
+                        r#"{{"apiVersion":"batch/v1","kind":"CronJob","spec":{{"jobTemplate":{{"spec":{{"template":{{"spec":{app}}}}}}}}}}}"#
+                    ),
+                    "null",
+                ),
+                true,
+            ),
+            (
+                "an UPDATE",
+                body(
+                    "",
+                    "Pod",
+                    "UPDATE",
+                    &pod(app),
+                    &pod(r#"{"containers":[{"name":"app","image":"nginx:1.24"}]}"#),
+                ),
+                true,
+            ),
+            (
+                "a kind imagegate does not cover",
+                body(
+                    "",
+                    "ConfigMap",
+                    "CREATE",
+                    r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"spec":{"a":1},"data":{}}"#,
+                    "null",
+                ),
+                true,
+            ),
+            ("no object", body("", "Pod", "CREATE", "null", "null"), true),
+            ("no pod spec", pod_body("null"), true),
+            (
+                "a null template",
+                body("apps", "Deployment", "CREATE", &deployment("null"), "null"),
+                true,
+            ),
+            (
+                "a template that is a number",
+                body("apps", "Deployment", "CREATE", &deployment("5"), "null"),
+                true,
+            ),
+            (
+                "a template that is a list",
+                body(
+                    "apps",
+                    "Deployment",
+                    "CREATE",
+                    &deployment("[{\"spec\":{}}]"),
+                    "null",
+                ),
+                true,
+            ),
+            (
+                "a template without a spec",
+                body(
+                    "apps",
+                    "Deployment",
+                    "CREATE",
+                    &deployment("{\"metadata\":{}}"),
+                    "null",
+                ),
+                true,
+            ),
+            (
+                "an affinity of the wrong shape",
+                pod_body(r#"{"containers":[],"affinity":{"nodeAffinity":5}}"#),
+                true,
+            ),
+            (
+                "an escaped key",
+                body(
+                    "",
+                    "Pod",
+                    "CREATE",
+                    &pod(app).replace("\"spec\"", "\"sp\\u0065c\""),
+                    "null",
+                ),
+                true,
+            ),
+            // Read again with RawObjects.
+            (
+                "an object that does not name its kind",
+                body(
+                    "",
+                    "Pod",
+                    "CREATE",
+                    &format!(r#"{{"metadata":{{}},"spec":{app}}}"#),
+                    "null",
+                ),
+                false,
+            ),
+            (
+                "a spec before the kind",
+                body(
+                    "",
+                    "Pod",
+                    "CREATE",
+                    &format!(r#"{{"spec":{app},"apiVersion":"v1","kind":"Pod"}}"#),
+                    "null",
+                ),
+                false,
+            ),
+            (
+                "a kind after the spec",
+                body(
+                    "",
+                    "Pod",
+                    "CREATE",
+                    &format!(r#"{{"apiVersion":"v1","kind":"Pod","spec":{app},"kind":"Pod"}}"#),
+                    "null",
+                ),
+                false,
+            ),
+            (
+                "two specs (the last wins)",
+                body(
+                    "",
+                    "Pod",
+                    "CREATE",
+                    &format!(
+                        r#"{{"apiVersion":"v1","kind":"Pod","spec":{app},"spec":{{"containers":[{{"image":"evil"}}]}}}}"#
+                    ),
+                    "null",
+                ),
+                false,
+            ),
+            (
+                "two templates",
+                body(
+                    "apps",
+                    "Deployment",
+                    "CREATE",
+                    &format!(
+                        r#"{{"apiVersion":"apps/v1","kind":"Deployment","spec":{{"template":{{"spec":{app}}},"template":{{"spec":{{"containers":[{{"image":"evil"}}]}}}}}}}}"#
+                    ),
+                    "null",
+                ),
+                false,
+            ),
+            (
+                "two metadata",
+                body(
+                    "",
+                    "Pod",
+                    "CREATE",
+                    &format!(
+                        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"a"}},"metadata":{{"name":"b"}},"spec":{app}}}"#
+                    ),
+                    "null",
+                ),
+                false,
+            ),
+            (
+                "a request of another kind than the object",
+                body("apps", "Deployment", "CREATE", &pod(app), "null"),
+                false,
+            ),
+            (
+                "a request of another group than the object",
+                body("apps", "Pod", "CREATE", &pod(app), "null"),
+                false,
+            ),
+            (
+                "a malformed pod spec",
+                pod_body(r#"{"containers":[{"name":"app","image":5}]}"#),
+                false,
+            ),
+            ("a pod spec that is a number", pod_body("5"), false),
+            (
+                "malformed metadata",
+                body(
+                    "",
+                    "Pod",
+                    "CREATE",
+                    r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":5},"spec":{}}"#,
+                    "null",
+                ),
+                false,
+            ),
+            (
+                "an object that is a number",
+                body("", "Pod", "CREATE", "5", "null"),
+                false,
+            ),
+            ("a string that is not UTF-8", invalid_utf8, false),
+            ("not a review", b"[1,2]".to_vec(), false),
+        ];
+        for (what, body, one_pass) in &cases {
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(
+                read_in_one_pass(body).is_some(),
+                *one_pass,
+                "{what}: {text}"
+            );
+            let (read, raw) = (read(body), read_with_raw_objects(body));
+            assert_eq!(format!("{read:?}"), format!("{raw:?}"), "{what}: {text}");
+        }
+        // The cases read something: workloads, refusals and errors alike.
+        let outcome = |i: usize| format!("{:?}", read(&cases[i].1));
+        assert!(outcome(0).contains("nginx:1.25") && outcome(0).contains("arm64"));
+        assert!(outcome(2).contains("/spec/jobTemplate/spec/template/spec/containers/0/image"));
+        assert!(outcome(6).contains("NoPodSpec"), "{}", outcome(6));
+        assert!(
+            outcome(11).contains("spec.affinity.nodeAffinity"),
+            "{}",
+            outcome(11)
+        );
+        assert!(outcome(16).contains("evil"), "{}", outcome(16));
+        assert!(
+            outcome(21).contains("spec.containers[0].image"),
+            "{}",
+            outcome(21)
+        );
     }
 }

@@ -141,11 +141,18 @@ impl ReferenceError {
     }
 }
 
+/// The references [`ImageRef::parse_cached`] keeps: those of the pods being
+/// admitted, which come back request after request. A reference not kept costs one
+/// parse (about a microsecond). Each one kept costs about 400 bytes, so this bounds
+/// the cache to about 1 MB: it used to keep 10,000, and with 10,000 cached digests
+/// that was 3 MB of the 32 MB the process should fit in (tests/cache_memory.rs).
+const PARSE_CACHE_ENTRIES: u64 = 2_048;
+
 /// A parsed, normalized image reference.
 ///
 /// One allocation: the normalized text and where its parts end. The digest cache
-/// and [`ImageRef::parse_cached`] keep one per image, and 10,000 cached image
-/// facts must fit in a small RSS (tests/cache_memory.rs).
+/// keeps one per image, and 10,000 cached image facts must fit in a small RSS
+/// (tests/cache_memory.rs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageRef {
     /// `registry/repository[:tag][@digest]`, as [`fmt::Display`] writes it.
@@ -216,7 +223,7 @@ impl ImageRef {
         if input.len() > 2 * NAME_TOTAL_LENGTH_MAX + 200 {
             return ImageRef::parse(input).map(Arc::new);
         }
-        let cache = CACHE.get_or_init(|| moka::sync::Cache::new(10_000));
+        let cache = CACHE.get_or_init(|| moka::sync::Cache::new(PARSE_CACHE_ENTRIES));
         if let Some(hit) = cache.get(input) {
             return hit;
         }
