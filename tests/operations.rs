@@ -76,7 +76,7 @@ async fn the_configuration_file_its_ca_files_and_docker_config_reload() {
         config("nodeCredentials: [\"localhost:abc\"]\n"),
     )
     .unwrap();
-    ig.wait_for_log("invalid configuration change refused")
+    ig.wait_for_log_count("invalid configuration change refused", 1)
         .await;
     let log = ig.log();
     assert!(

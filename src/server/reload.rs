@@ -9,6 +9,11 @@
 //! come from the old CA bundle); requests in flight finish with the old ones.
 //! A policy change that leaves no policy (an emptied or truncated file, a directory
 //! with no policy file) is invalid: the policy set is never empty.
+//!
+//! A change is judged only once it has held for two polls in a row: a file caught
+//! half-written (an editor's, `cp`'s or a test's non-atomic write) is not refused
+//! and counted as a failure, only to be taken a poll later. A reload so takes one
+//! to two intervals; a file rewritten on every poll is never taken.
 
 use std::sync::Arc;
 
@@ -28,23 +33,65 @@ pub(super) async fn watch(
 ) {
     let mut last_policies: Loaded = Ok(compiled);
     let mut last_material = material;
+    let (mut policies_seen, mut material_seen, mut config_seen) =
+        (Settle::default(), Settle::default(), Settle::default());
     let mut tick = tokio::time::interval(config.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        reload_policies(&config, &state, &mut last_policies);
-        reload_certificate(&config, &state, &tls, &mut last_material);
+        reload_policies(&config, &state, &mut last_policies, &mut policies_seen);
+        reload_certificate(
+            &config,
+            &state,
+            &tls,
+            &mut last_material,
+            &mut material_seen,
+        );
         if let Some(reload) = reload.as_mut() {
-            reload_config(reload, &state);
+            reload_config(reload, &state, &mut config_seen);
         }
     }
 }
 
-fn reload_config(reload: &mut ConfigReload, state: &AppState) {
+/// What the previous poll saw of a changed file set, to tell a change that holds
+/// from a write in progress.
+#[derive(Debug)]
+struct Settle<T>(Option<T>);
+
+impl<T> Default for Settle<T> {
+    fn default() -> Self {
+        Settle(None)
+    }
+}
+
+impl<T: PartialEq> Settle<T> {
+    /// `Some` when `now` (which differs from the state in force) is what the
+    /// previous poll saw too; otherwise it is remembered for the next poll.
+    fn held(&mut self, now: T) -> Option<T> {
+        if self.0.as_ref() == Some(&now) {
+            self.0 = None;
+            Some(now)
+        } else {
+            self.0 = Some(now);
+            None
+        }
+    }
+
+    /// The files are back to the state in force: nothing is pending.
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+fn reload_config(reload: &mut ConfigReload, state: &AppState, seen: &mut Settle<FileSnapshot>) {
     let now = FileSnapshot::read(&reload.files);
     if now == reload.baseline {
+        seen.clear();
         return;
     }
+    let Some(now) = seen.held(now) else {
+        return;
+    };
     match (reload.build)(&reload.path) {
         Ok((lookups, files)) => {
             tracing::info!(
@@ -77,11 +124,20 @@ type Loaded = Result<Vec<PolicySource>, PolicyErrors>;
 /// refused change (unreadable, not UTF-8, empty, invalid) is logged and counted
 /// once, not on every poll, and the last good set stays in force until a valid
 /// change comes.
-fn reload_policies(config: &ServeConfig, state: &AppState, last: &mut Loaded) {
+fn reload_policies(
+    config: &ServeConfig,
+    state: &AppState,
+    last: &mut Loaded,
+    seen: &mut Settle<Loaded>,
+) {
     let loaded = load_path(&config.policies);
     if loaded == *last {
+        seen.clear();
         return;
     }
+    let Some(loaded) = seen.held(loaded) else {
+        return;
+    };
     match &loaded {
         Err(errors) => {
             tracing::error!(errors = %errors, "policy files cannot be read; the last good policies stay in force");
@@ -108,6 +164,7 @@ fn reload_certificate(
     state: &AppState,
     tls: &RustlsConfig,
     last: &mut KeyMaterial,
+    seen: &mut Settle<KeyMaterial>,
 ) {
     let material = match KeyMaterial::read(
         &config.tls_cert,
@@ -121,8 +178,12 @@ fn reload_certificate(
         }
     };
     if material == *last {
+        seen.clear();
         return;
     }
+    let Some(material) = seen.held(material) else {
+        return;
+    };
     match material.server_config(
         &config.tls_cert,
         &config.tls_key,
@@ -135,11 +196,42 @@ fn reload_certificate(
             state.metrics.certificate(&material.cert);
         }
         Err(e) => {
-            // A cert and key written one after the other are briefly mismatched:
-            // the next poll tries again.
+            // A cert and key written one after the other, more than a poll
+            // apart, are briefly mismatched: the next change is tried again.
             tracing::error!(error = %e, "new certificate refused; keeping the current one");
             state.metrics.reload("certificate", false);
         }
     }
     *last = material;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settle;
+
+    /// Each row: what successive polls see of a changed file (`None`: the files
+    /// are back to the state in force), and what is taken.
+    #[test]
+    fn a_change_is_taken_once_it_has_held_for_two_polls() {
+        let table: &[(&[Option<&str>], &[&str])] = &[
+            (&[Some("a"), Some("a")], &["a"]),
+            // Caught half-written, then whole: only the whole file is judged.
+            (&[Some("ha"), Some("half"), Some("half")], &["half"]),
+            (&[Some("a"), Some("a"), Some("a"), Some("a")], &["a", "a"]),
+            // Reverted before it held: nothing.
+            (&[Some("a"), None, Some("a")], &[]),
+            (&[Some("a"), Some("b"), Some("a"), Some("b")], &[]),
+        ];
+        for (polls, taken) in table {
+            let mut seen = Settle::default();
+            let mut got = Vec::new();
+            for poll in *polls {
+                match poll {
+                    Some(now) => got.extend(seen.held(*now)),
+                    None => seen.clear(),
+                }
+            }
+            assert_eq!(got, *taken, "{polls:?}");
+        }
+    }
 }
