@@ -1041,3 +1041,47 @@ async fn signatures_not_fetched_within_the_deadline_deny_with_that_reason() {
     let (allowed, msg) = judge(&ig, &[("app", &image)]).await;
     assert!(allowed, "{msg}");
 }
+
+/// An image with more referrers than imagegate reads (SBOMs and scan reports of
+/// other tools, listed first): the one whose artifact type is a Sigstore bundle
+/// is read first, and verifies.
+#[tokio::test]
+async fn a_bundle_listed_after_many_other_referrers_is_still_read() {
+    let registry = Registry::start(Kind::Plain).await;
+    let proxy = support::referrers::ReferrersProxy::start(&registry.url()).await;
+    let host = proxy.host();
+    let release = TestKey::generate(KeyKind::EcdsaP256);
+    let digest = push_unique(&registry, "many/app:v1").await;
+    let listed = imagegate::inspector::MAX_REFERRERS + 8;
+    for i in 0..listed {
+        // Listed only: none of these is read, so none needs to exist.
+        let fake = signer::digest_of(format!("sbom {i}").as_bytes());
+        proxy.add(
+            "many/app",
+            &digest,
+            json!({"mediaType": OCI_MANIFEST, "digest": fake, "size": 300, "artifactType": "application/spdx+json"}),
+        );
+    }
+    push_referrer(
+        &registry,
+        &proxy,
+        "many/app",
+        &digest,
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        signer::BUNDLE_V03_MEDIA_TYPE,
+        &key_bundle(&release, &digest, signer::COSIGN_SIGN_PREDICATE, json!({})),
+    )
+    .await;
+    let pem = release.public_pem().replace('\n', "\\n");
+    let p = policy(
+        "signed",
+        &format!(
+            "images: [\"{host}/many/**\"]\nsignatures:\n  authorities:\n    - {{name: release, key: {{inline: \"{pem}\"}}, transparencyLog: Off}}"
+        ),
+    );
+    let config = format!("registries:\n  - host: \"{host}\"\n    insecure: true\n");
+    let ig = Imagegate::start_with(&[("p.yaml", &p)], Some(&config), None).await;
+    let (allowed, msg) = judge(&ig, &[("app", &format!("{host}/many/app:v1"))]).await;
+    assert!(allowed, "{msg}");
+    assert_eq!(proxy.answered(), 1);
+}

@@ -33,6 +33,8 @@
 pub mod messages;
 mod signatures;
 
+pub use signatures::MAX_REFERRERS;
+
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;

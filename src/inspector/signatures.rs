@@ -244,13 +244,13 @@ impl Inspector {
         };
         if descriptors.len() > MAX_REFERRERS {
             found.errors.push(format!(
-                "{} referrers (only the first {MAX_REFERRERS} were read)",
+                "{} referrers (only {MAX_REFERRERS} were read: those whose artifact type is a Sigstore bundle first, then those with none or the empty one)",
                 descriptors.len()
             ));
         }
         let parts = futures::future::join_all(
-            descriptors
-                .iter()
+            most_likely_bundles_first(&descriptors)
+                .into_iter()
                 .take(MAX_REFERRERS)
                 .map(|d| self.referrer(repo, d, credential, budget)),
         )
@@ -390,6 +390,24 @@ impl Inspector {
     }
 }
 
+/// The referrers in the order they are read, so that an image with more referrers
+/// than [`MAX_REFERRERS`] (SBOMs, scan reports, other tools' signatures) still has
+/// its Sigstore bundles read: first those whose `artifactType` is a bundle media
+/// type (cosign v3, GitHub's attestations), then those with none or the empty
+/// config's (how some registries list a bundle manifest), then the rest; the
+/// registry's order within each. Every referrer is still a candidate: bundles are
+/// chosen by their layers' media types, never by `artifactType`.
+fn most_likely_bundles_first(descriptors: &[Descriptor]) -> Vec<&Descriptor> {
+    let rank = |d: &Descriptor| match d.artifact_type.as_deref().map(str::trim) {
+        Some(t) if signature::is_bundle_media_type(t) => 0,
+        None | Some("" | "application/vnd.oci.empty.v1+json") => 1,
+        Some(_) => 2,
+    };
+    let mut ordered: Vec<&Descriptor> = descriptors.iter().collect();
+    ordered.sort_by_key(|d| rank(d));
+    ordered
+}
+
 fn short_digest(digest: &str) -> String {
     digest.chars().take(19).collect()
 }
@@ -491,4 +509,56 @@ pub(super) fn weight(key: &SignatureKey, facts: &SignatureFacts) -> usize {
         + facts.unavailable.as_ref().map_or(0, String::len)
         + authorities
         + 128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn referrer(digest: &str, artifact_type: Option<&str>) -> Descriptor {
+        Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            digest: digest.into(),
+            size: 1,
+            artifact_type: artifact_type.map(str::to_string),
+            annotations: None,
+            platform: None,
+        }
+    }
+
+    #[test]
+    fn referrers_that_may_hold_bundles_are_read_first_in_the_registry_order() {
+        let bundle = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        let versioned = "application/vnd.dev.sigstore.bundle+json;version=0.3";
+        let empty = "application/vnd.oci.empty.v1+json";
+        let table: &[(&[(&str, Option<&str>)], &str)] = &[
+            (
+                &[("a", Some("application/spdx+json")), ("b", Some(bundle))],
+                "b a",
+            ),
+            (
+                &[
+                    ("sbom", Some("application/spdx+json")),
+                    ("none", None),
+                    ("empty", Some(empty)),
+                    ("blank", Some("")),
+                    ("v3", Some(bundle)),
+                    ("notary", Some("application/vnd.cncf.notary.signature")),
+                    ("v03", Some(versioned)),
+                ],
+                "v3 v03 none empty blank sbom notary",
+            ),
+            (&[("x", Some(bundle)), ("y", Some(bundle))], "x y"),
+            (&[], ""),
+        ];
+        for (listed, read) in table {
+            let descriptors: Vec<Descriptor> =
+                listed.iter().map(|(d, t)| referrer(d, *t)).collect();
+            let order: Vec<&str> = most_likely_bundles_first(&descriptors)
+                .iter()
+                .map(|d| d.digest.as_str())
+                .collect();
+            assert_eq!(order.join(" "), *read, "{listed:?}");
+        }
+    }
 }
