@@ -526,12 +526,16 @@ mod tests {
         }
     }
 
+    /// The referrers listed (digest, artifactType), and the digests in the order
+    /// they are read.
+    type Row<'a> = (&'a [(&'a str, Option<&'a str>)], &'a str);
+
     #[test]
     fn referrers_that_may_hold_bundles_are_read_first_in_the_registry_order() {
         let bundle = "application/vnd.dev.sigstore.bundle.v0.3+json";
         let versioned = "application/vnd.dev.sigstore.bundle+json;version=0.3";
         let empty = "application/vnd.oci.empty.v1+json";
-        let table: &[(&[(&str, Option<&str>)], &str)] = &[
+        let table: &[Row] = &[
             (
                 &[("a", Some("application/spdx+json")), ("b", Some(bundle))],
                 "b a",
