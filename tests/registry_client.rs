@@ -151,9 +151,55 @@ async fn get_manifest_and_get_blob_are_bounded_and_digest_verified() {
 
 /// A server for the referrers API, which distribution 2.8 lacks: `/v2/<repo>/referrers/<digest>`
 /// answers an index for repository `with`, an empty one for `empty`, and 404 elsewhere.
+/// Paged answers (a `Link` to the next page, `?page=N`): `paged` has 3 pages of
+/// 2, 2 and 1 referrers; `endless` always has a next page; `elsewhere` links its
+/// next page on another host, `broken` to a page that fails with a 500.
 async fn referrers_server() -> String {
     let app = Router::new().fallback(|uri: Uri| async move {
         let path = uri.path().to_string();
+        let page: usize = uri
+            .query()
+            .and_then(|q| q.strip_prefix("page="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let paged = |entries: usize, next: Option<String>| {
+            let manifests: Vec<Value> = (0..entries)
+                .map(|i| json!({"mediaType": OCI_MANIFEST, "digest": format!("sha256:{:064x}", page * 10 + i), "size": 300}))
+                .collect();
+            let mut response = (
+                StatusCode::OK,
+                [("content-type", OCI_INDEX)],
+                json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).to_string(),
+            )
+                .into_response();
+            if let Some(next) = next {
+                response.headers_mut().insert(
+                    "link",
+                    format!("<{next}>; rel=\"next\"").parse().unwrap(),
+                );
+            }
+            response
+        };
+        let here = |page: usize| format!("{path}?page={page}");
+        if path.starts_with("/v2/paged/referrers/") {
+            return match page {
+                1 => paged(2, Some(here(2))),
+                2 => paged(2, Some(here(3))),
+                _ => paged(1, None),
+            };
+        }
+        if path.starts_with("/v2/endless/referrers/") {
+            return paged(1, Some(here(page + 1)));
+        }
+        if path.starts_with("/v2/elsewhere/referrers/") {
+            return paged(1, Some(format!("http://other.example{}", here(2))));
+        }
+        if path.starts_with("/v2/broken/referrers/") {
+            return match page {
+                1 => paged(1, Some(here(2))),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+            };
+        }
         let entry = json!({"mediaType": OCI_MANIFEST, "digest": format!("sha256:{}", "b".repeat(64)), "size": 321,
                            "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
                            "annotations": {"org.opencontainers.image.created": "2026-11-30T00:00:00Z"}});
@@ -201,7 +247,12 @@ async fn referrers_tell_no_api_from_no_referrers() {
         name: name.into(),
     };
     match client.referrers(&at("with"), &subject, None).await.unwrap() {
-        Referrers::Found { index, descriptors } => {
+        Referrers::Found {
+            index,
+            descriptors,
+            unread,
+        } => {
+            assert_eq!(unread, None);
             assert_eq!(index.media_type, OCI_INDEX);
             assert_eq!(descriptors.len(), 1);
             assert_eq!(
@@ -234,6 +285,51 @@ async fn referrers_tell_no_api_from_no_referrers() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, FailureKind::Other);
+}
+
+#[tokio::test]
+async fn paged_referrers_are_followed_on_the_same_registry_and_bounded() {
+    let subject = format!("sha256:{}", "a".repeat(64));
+    let server = referrers_server().await;
+    let client = client_for(&[(&server, true)]);
+    let at = |name: &str| Repository {
+        registry: server.clone(),
+        name: name.into(),
+    };
+    // Each row: repository, referrers kept, and what the note on the unread says.
+    let table: &[(&str, usize, Option<&str>)] = &[
+        ("paged", 5, None),
+        (
+            "endless",
+            imagegate::registry::MAX_REFERRER_PAGES,
+            Some("the registry lists more than 4 pages of referrers; the first 4 were read"),
+        ),
+        ("elsewhere", 1, Some("is on another host; it was not read")),
+        ("broken", 1, Some("page 2 of the referrers: ")),
+    ];
+    for (repository, kept, note) in table {
+        match client
+            .referrers(&at(repository), &subject, None)
+            .await
+            .unwrap()
+        {
+            Referrers::Found {
+                descriptors,
+                unread,
+                ..
+            } => {
+                assert_eq!(descriptors.len(), *kept, "{repository}");
+                match note {
+                    None => assert_eq!(unread, None, "{repository}"),
+                    Some(note) => assert!(
+                        unread.as_deref().unwrap_or_default().contains(note),
+                        "{repository}: {unread:?}"
+                    ),
+                }
+            }
+            other => panic!("{repository}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -1043,8 +1043,8 @@ async fn signatures_not_fetched_within_the_deadline_deny_with_that_reason() {
 }
 
 /// An image with more referrers than imagegate reads (SBOMs and scan reports of
-/// other tools, listed first): the one whose artifact type is a Sigstore bundle
-/// is read first, and verifies.
+/// other tools, listed first), on three pages: every page is read, and the one
+/// referrer whose artifact type is a Sigstore bundle is read first, and verifies.
 #[tokio::test]
 async fn a_bundle_listed_after_many_other_referrers_is_still_read() {
     let registry = Registry::start(Kind::Plain).await;
@@ -1080,8 +1080,9 @@ async fn a_bundle_listed_after_many_other_referrers_is_still_read() {
         ),
     );
     let config = format!("registries:\n  - host: \"{host}\"\n    insecure: true\n");
+    proxy.paginate(16);
     let ig = Imagegate::start_with(&[("p.yaml", &p)], Some(&config), None).await;
     let (allowed, msg) = judge(&ig, &[("app", &format!("{host}/many/app:v1"))]).await;
     assert!(allowed, "{msg}");
-    assert_eq!(proxy.answered(), 1);
+    assert_eq!(proxy.answered(), 3, "pages of 16, 16 and 9 referrers");
 }

@@ -39,7 +39,8 @@ use crate::signature::{
     self, BundleLayer, LegacyKind, LegacyLayer, Material, MaterialKind, Report, Subject,
 };
 
-/// Referrers read per image (the first page of the referrers API or the index).
+/// Referrer manifests read per image (from the referrers API's pages, or the
+/// index), those most likely to hold bundles first.
 pub const MAX_REFERRERS: usize = 32;
 /// Bundle layers read per referrer manifest.
 pub const MAX_BUNDLES_PER_REFERRER: usize = 4;
@@ -208,8 +209,13 @@ impl Inspector {
     ) -> Found {
         let mut found = Found::default();
         let descriptors = match self.registry.referrers(repo, digest, credential).await {
-            Ok(Referrers::Found { descriptors, .. }) => {
+            Ok(Referrers::Found {
+                descriptors,
+                unread,
+                ..
+            }) => {
                 found.looked_in.push("referrers".into());
+                found.errors.extend(unread);
                 descriptors
             }
             Ok(Referrers::Unsupported) => {

@@ -160,10 +160,13 @@ pub struct Manifest {
 pub enum Referrers {
     /// The registry has no referrers API (404): look for the tag scheme instead.
     Unsupported,
-    /// The referrers (possibly none), and the index they came in.
+    /// The referrers (possibly none), and the first index they came in.
     Found {
         index: Manifest,
         descriptors: Vec<Descriptor>,
+        /// Why the registry's further pages were not (all) read, if they were
+        /// not: past the bounds, a next page elsewhere, or its failure.
+        unread: Option<String>,
     },
 }
 
@@ -739,9 +742,12 @@ impl RegistryClient {
     }
 
     /// The referrers of `digest` (OCI distribution 1.1): [`Referrers::Unsupported`]
-    /// when the registry has no referrers API (404), else the index it answered,
-    /// bounded like a manifest and judged as an OCI index. Only the first page is
-    /// read.
+    /// when the registry has no referrers API (404), else the indexes it answered,
+    /// each bounded like a manifest and judged as an OCI index. A registry that
+    /// pages its answer (a `Link` header with `rel="next"`) is followed for at most
+    /// [`MAX_REFERRER_PAGES`] pages and [`MAX_REFERRER_DESCRIPTORS`] referrers, and
+    /// only to a next page on the same registry and path (credentials go nowhere
+    /// else); [`Referrers::Found::unread`] says why the rest was not read.
     pub async fn referrers(
         &self,
         repo: &Repository,
@@ -757,24 +763,93 @@ impl RegistryClient {
         }
         let _permit = self.permit(&repo.registry).await;
         let t = self.transport(&repo.registry)?;
-        let path = format!("/v2/{}/referrers/{digest}", repo.name);
+        let first = format!("/v2/{}/referrers/{digest}", repo.name);
+        let Some((index, mut descriptors, mut next)) =
+            self.referrers_page(&t, repo, &first, credential).await?
+        else {
+            return Ok(Referrers::Unsupported);
+        };
+        let mut unread = None;
+        let mut page = 1;
+        while let Some(link) = next.take() {
+            if descriptors.len() >= MAX_REFERRER_DESCRIPTORS {
+                unread = Some(format!(
+                    "more than {MAX_REFERRER_DESCRIPTORS} referrers are listed; the first {MAX_REFERRER_DESCRIPTORS} were kept"
+                ));
+                break;
+            }
+            if page == MAX_REFERRER_PAGES {
+                unread = Some(format!(
+                    "the registry lists more than {MAX_REFERRER_PAGES} pages of referrers; the first {MAX_REFERRER_PAGES} were read"
+                ));
+                break;
+            }
+            let path = match next_page(&t.base, &first, &link) {
+                Ok(path) => path,
+                Err(why) => {
+                    unread = Some(why);
+                    break;
+                }
+            };
+            page += 1;
+            match self.referrers_page(&t, repo, &path, credential).await {
+                Ok(Some((_, listed, link))) => {
+                    descriptors.extend(listed);
+                    next = link;
+                }
+                Ok(None) => {
+                    unread = Some(format!("page {page} of the referrers: 404"));
+                }
+                Err(e) => {
+                    unread = Some(format!("page {page} of the referrers: {e}"));
+                }
+            }
+        }
+        if descriptors.len() > MAX_REFERRER_DESCRIPTORS {
+            descriptors.truncate(MAX_REFERRER_DESCRIPTORS);
+            unread = Some(format!(
+                "more than {MAX_REFERRER_DESCRIPTORS} referrers are listed; the first {MAX_REFERRER_DESCRIPTORS} were kept"
+            ));
+        }
+        Ok(Referrers::Found {
+            index,
+            descriptors,
+            unread,
+        })
+    }
+
+    /// One page of the referrers API: `None` on 404, else the index, its
+    /// referrers and the `Link` header's `rel="next"` target, if any.
+    async fn referrers_page(
+        &self,
+        t: &Transport,
+        repo: &Repository,
+        path: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Option<(Manifest, Vec<Descriptor>, Option<String>)>, RegistryError> {
         let response = self
             .send(
-                &t,
+                t,
                 repo,
                 Method::GET,
-                &path,
+                path,
                 Some(manifest::OCI_INDEX),
                 credential,
             )
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
-            return Ok(Referrers::Unsupported);
+            return Ok(None);
         }
         if !response.status().is_success() {
             return Err(error_of(response).await);
         }
         let content_type = header(&response, CONTENT_TYPE.as_str());
+        let next = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(link_next);
         let Body {
             bytes,
             budget: _budget,
@@ -794,14 +869,15 @@ impl RegistryClient {
             Ok((bytes, media_type, descriptors, digest))
         })
         .await?;
-        Ok(Referrers::Found {
-            index: Manifest {
+        Ok(Some((
+            Manifest {
                 bytes,
                 media_type,
                 digest,
             },
             descriptors,
-        })
+            next,
+        )))
     }
 
     /// The digest the reference points to (the index digest for a multi-platform
@@ -1012,6 +1088,61 @@ fn fingerprint(c: &Credential) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Pages of the referrers API read per image.
+pub const MAX_REFERRER_PAGES: usize = 4;
+/// Referrers listed per image that are kept, over all pages.
+pub const MAX_REFERRER_DESCRIPTORS: usize = 4_096;
+
+/// The target of a `Link` header's `rel="next"` (RFC 8288, as the distribution
+/// spec uses it: `<URL>; rel="next"`), if the value holds one.
+fn link_next(value: &str) -> Option<String> {
+    value.split(',').find_map(|link| {
+        let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+        params
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .any(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            })
+            .then(|| target.to_string())
+    })
+}
+
+/// The path (and query) of the next page of the referrers at `first`
+/// (`/v2/<repo>/referrers/<digest>`), from a `Link` target: that path with
+/// another query, relative or as a URL on the registry's `base`
+/// (`scheme://host:port`). Any other target is refused: the pull credentials are
+/// sent with it, and a page elsewhere is not this image's referrers.
+fn next_page(base: &str, first: &str, target: &str) -> Result<String, String> {
+    let refused = |why: &str| {
+        Err(format!(
+            "the next page of the referrers ({}) {why}; it was not read",
+            sanitize(target, 200)
+        ))
+    };
+    // A relative target is resolved against the page that named it.
+    let Ok(page) = Url::parse(base).and_then(|base| base.join(first)) else {
+        return refused("cannot be resolved");
+    };
+    let Ok(url) = page.join(target) else {
+        return refused("is not a URL");
+    };
+    if url.origin() != page.origin() {
+        return refused("is on another host");
+    }
+    if url.path() != first || url.fragment().is_some() || !url.username().is_empty() {
+        return refused("is not this image's referrers");
+    }
+    Ok(match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    })
+}
+
 fn header(response: &Response, name: &str) -> Option<String> {
     response
         .headers()
@@ -1080,6 +1211,72 @@ async fn parse_json<T: DeserializeOwned + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_page_of_referrers_is_read_only_on_the_same_registry_and_path() {
+        let first = "/v2/team/app/referrers/sha256:aa";
+        let base = "https://r.example:5000";
+        // (Link header value, the path read next or the start of the refusal)
+        let table: &[(&str, Result<&str, &str>)] = &[
+            (
+                r#"</v2/team/app/referrers/sha256:aa?n=2&last=x>; rel="next""#,
+                Ok("/v2/team/app/referrers/sha256:aa?n=2&last=x"),
+            ),
+            (
+                r#"<https://r.example:5000/v2/team/app/referrers/sha256:aa?p=2>; rel=next"#,
+                Ok("/v2/team/app/referrers/sha256:aa?p=2"),
+            ),
+            (
+                r#"<?p=3>; rel="next""#,
+                Ok("/v2/team/app/referrers/sha256:aa?p=3"),
+            ),
+            (
+                r#"</x>; rel="prev", </v2/team/app/referrers/sha256:aa?p=2>; REL="Next""#,
+                Ok("/v2/team/app/referrers/sha256:aa?p=2"),
+            ),
+            (
+                r#"<https://evil.example/v2/team/app/referrers/sha256:aa?p=2>; rel="next""#,
+                Err("is on another host"),
+            ),
+            (
+                r#"<http://r.example:5000/v2/team/app/referrers/sha256:aa>; rel="next""#,
+                Err("is on another host"),
+            ),
+            (
+                r#"<https://r.example/v2/team/app/referrers/sha256:aa>; rel="next""#,
+                Err("is on another host"),
+            ),
+            (
+                r#"</v2/team/other/referrers/sha256:aa>; rel="next""#,
+                Err("is not this image's referrers"),
+            ),
+            (
+                r#"</v2/team/app/referrers/sha256:aa/../../../other/manifests/x>; rel="next""#,
+                Err("is not this image's referrers"),
+            ),
+            (
+                r#"<https://u:p@r.example:5000/v2/team/app/referrers/sha256:aa>; rel="next""#,
+                Err("is not this image's referrers"),
+            ),
+        ];
+        for (link, want) in table {
+            let target = link_next(link).unwrap_or_else(|| panic!("{link}: no next"));
+            match (next_page(base, first, &target), want) {
+                (Ok(path), Ok(want)) => assert_eq!(path, *want, "{link}"),
+                (Err(why), Err(want)) => assert!(why.contains(want), "{link}: {why}"),
+                (got, _) => panic!("{link}: {got:?}"),
+            }
+        }
+        for no_next in [
+            "",
+            "</x>; rel=\"prev\"",
+            "garbage",
+            "<a>; rel",
+            "a; rel=next",
+        ] {
+            assert_eq!(link_next(no_next), None, "{no_next}");
+        }
+    }
 
     #[test]
     fn lookups_dial_the_registry_host_and_ask_for_the_digest_first() {

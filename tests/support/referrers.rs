@@ -3,7 +3,7 @@
 //! proxies every other request to the registry unchanged. The referrers it lists
 //! are the manifests with a `subject` that the test pushed and registered with
 //! [`ReferrersProxy::add`]: no registry computes that list for us here. It counts
-//! the referrers requests it answered.
+//! the referrers requests it answered, and can page its answers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +23,9 @@ struct Inner {
     /// Requests whose path ends with this are answered only after the delay (a
     /// slow registry).
     delay: Mutex<Option<(String, std::time::Duration)>>,
+    /// Referrers per page, when the answer is paged (`?page=N`, a `Link` header
+    /// to the next page).
+    per_page: Mutex<Option<usize>>,
 }
 
 #[derive(Clone)]
@@ -81,6 +84,11 @@ impl ReferrersProxy {
         *self.inner.delay.lock().unwrap() = Some((suffix.to_string(), by));
     }
 
+    /// Pages the referrers answers, `per_page` referrers a page.
+    pub fn paginate(&self, per_page: usize) {
+        *self.inner.per_page.lock().unwrap() = Some(per_page.max(1));
+    }
+
     /// How many referrers requests it answered.
     pub fn answered(&self) -> usize {
         self.inner.answered.load(Ordering::SeqCst)
@@ -120,12 +128,33 @@ async fn handle(
             .get(&(repository.to_string(), digest.to_string()))
             .cloned()
             .unwrap_or_default();
+        let per_page = *state.inner.per_page.lock().unwrap();
+        let (manifests, next) = match per_page {
+            None => (manifests, None),
+            Some(n) => {
+                let page: usize = uri
+                    .query()
+                    .and_then(|q| q.strip_prefix("page="))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(1);
+                let start = page
+                    .saturating_sub(1)
+                    .saturating_mul(n)
+                    .min(manifests.len());
+                let end = start.saturating_add(n).min(manifests.len());
+                let next = (end < manifests.len())
+                    .then(|| format!("<{path}?page={}>; rel=\"next\"", page + 1));
+                (manifests[start..end].to_vec(), next)
+            }
+        };
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
-        return Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::OK)
-            .header("content-type", "application/vnd.oci.image.index.v1+json")
-            .body(Body::from(index.to_string()))
-            .unwrap();
+            .header("content-type", "application/vnd.oci.image.index.v1+json");
+        if let Some(next) = next {
+            response = response.header("link", next);
+        }
+        return response.body(Body::from(index.to_string())).unwrap();
     }
     let target = format!(
         "{}{}",
