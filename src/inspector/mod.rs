@@ -910,7 +910,7 @@ const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// slot), the `Resolved` behind its `Arc`, and the parsed reference the lookup
 /// leaves in [`ImageRef::parse_cached`]'s cache (another moka entry, while it is
 /// among that cache's last 2,048). Measured in the real binary by
-/// `tests/cache_memory.rs`: 534 to 561 bytes of RSS per cached fact in a release
+/// `tests/cache_memory.rs`: 534 to 571 bytes of RSS per cached fact in a release
 /// build, about 1,100 in a debug build; the test fails if the growth passes this
 /// charge.
 pub const DIGEST_ENTRY_OVERHEAD: usize = 1536;
