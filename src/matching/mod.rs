@@ -189,11 +189,15 @@ impl PatternSet {
 /// thousands of instructions even for one such pattern (it was most of the
 /// start-up time with many policies). Same meaning as the glob: a unit test
 /// compares the two on a table of patterns and names.
+///
+/// The names and stems are sorted, so a list of thousands of images costs a
+/// binary search per name, and a stem one per `/` in the name.
 #[derive(Debug, Default)]
 struct Names {
-    /// (name, pattern index)
+    /// (name, pattern index), sorted.
     exact: Vec<(Box<str>, usize)>,
-    /// (`L/` of `L/**`, or `` of `**`, pattern index): every name that starts so.
+    /// (`L/` of `L/**`, or `` of `**`, pattern index), sorted: every name that
+    /// starts so.
     trees: Vec<(Box<str>, usize)>,
     /// The other globs, and their pattern indexes.
     globs: Option<(GlobSet, Vec<usize>)>,
@@ -230,12 +234,26 @@ impl Names {
                 .map_err(|e| PatternError::Glob(e.to_string()))?;
             names.globs = Some((set, others));
         }
+        names.exact.sort_unstable();
+        names.trees.sort_unstable();
         Ok(names)
     }
 
+    /// The stems a name starts with: `` and each prefix of it that ends with `/`.
+    fn stems(name: &str) -> impl Iterator<Item = &str> {
+        std::iter::once("").chain(name.match_indices('/').map(|(i, _)| &name[..=i]))
+    }
+
+    /// The pattern indexes of the entries of sorted `list` whose text is `key`.
+    fn equal<'a>(list: &'a [(Box<str>, usize)], key: &str) -> impl Iterator<Item = usize> + 'a {
+        let start = list.partition_point(|(e, _)| **e < *key);
+        let end = start + list[start..].partition_point(|(e, _)| **e == *key);
+        list[start..end].iter().map(|&(_, i)| i)
+    }
+
     fn is_match(&self, name: &str) -> bool {
-        self.exact.iter().any(|(e, _)| **e == *name)
-            || self.trees.iter().any(|(stem, _)| name.starts_with(&**stem))
+        Self::equal(&self.exact, name).next().is_some()
+            || Self::stems(name).any(|stem| Self::equal(&self.trees, stem).next().is_some())
             || self
                 .globs
                 .as_ref()
@@ -244,17 +262,8 @@ impl Names {
 
     /// The indexes of the patterns that match `name`, in the order written.
     fn matches(&self, name: &str) -> Vec<usize> {
-        let mut hits: Vec<usize> = self
-            .exact
-            .iter()
-            .filter(|(e, _)| **e == *name)
-            .map(|&(_, i)| i)
-            .chain(
-                self.trees
-                    .iter()
-                    .filter(|(stem, _)| name.starts_with(&**stem))
-                    .map(|&(_, i)| i),
-            )
+        let mut hits: Vec<usize> = Self::equal(&self.exact, name)
+            .chain(Self::stems(name).flat_map(|stem| Self::equal(&self.trees, stem)))
             .collect();
         if let Some((set, others)) = &self.globs {
             hits.extend(set.matches(name).into_iter().map(|k| others[k]));
@@ -680,6 +689,10 @@ mod tests {
             "[::1]:5000/app",
             "",
             "x",
+            "x/",
+            "harbor.example.com/",
+            "/",
+            "x//y",
         ];
         let oracle = |list: &[&str], name: &str| {
             let mut b = GlobSetBuilder::new();
@@ -701,6 +714,30 @@ mod tests {
         for n in names {
             assert_eq!(all.matches(n), oracle(&globs, n), "all globs, name {n:?}");
             assert_eq!(all.is_match(n), !oracle(&globs, n).is_empty(), "{n:?}");
+        }
+        // A long list (sorted and searched), in an order that is not sorted.
+        let many: Vec<String> = (0..600)
+            .rev()
+            .map(|i| match i % 3 {
+                0 => format!("r{}.example/team/app{i}", i % 7),
+                1 => format!("r{}.example/team{}/**", i % 7, i % 11),
+                _ => format!("r{}.example/**", i % 5),
+            })
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let set = Names::new(many.iter().copied()).unwrap();
+        for n in [
+            "r0.example/team/app0",
+            "r3.example/team/app3",
+            "r2.example/team3/x",
+            "r6.example/team4/x/y",
+            "r6.example/team/app6",
+            "r5.example/team/app5",
+            "r6.example",
+            "q.example/team/app0",
+        ] {
+            assert_eq!(set.matches(n), oracle(&many, n), "{n:?}");
+            assert_eq!(set.is_match(n), !oracle(&many, n).is_empty(), "{n:?}");
         }
     }
 
