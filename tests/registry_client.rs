@@ -153,7 +153,8 @@ async fn get_manifest_and_get_blob_are_bounded_and_digest_verified() {
 /// answers an index for repository `with`, an empty one for `empty`, and 404 elsewhere.
 /// Paged answers (a `Link` to the next page, `?page=N`): `paged` has 3 pages of
 /// 2, 2 and 1 referrers; `endless` always has a next page; `elsewhere` links its
-/// next page on another host, `broken` to a page that fails with a 500.
+/// next page on another host, `broken` to a page that fails with a 500, `again`
+/// to itself.
 async fn referrers_server() -> String {
     let app = Router::new().fallback(|uri: Uri| async move {
         let path = uri.path().to_string();
@@ -193,6 +194,9 @@ async fn referrers_server() -> String {
         }
         if path.starts_with("/v2/elsewhere/referrers/") {
             return paged(1, Some(format!("http://other.example{}", here(2))));
+        }
+        if path.starts_with("/v2/again/referrers/") {
+            return paged(1, Some(format!("{path}?page=1")));
         }
         if path.starts_with("/v2/broken/referrers/") {
             return match page {
@@ -306,6 +310,13 @@ async fn paged_referrers_are_followed_on_the_same_registry_and_bounded() {
         ),
         ("elsewhere", 1, Some("is on another host; it was not read")),
         ("broken", 1, Some("page 2 of the referrers: ")),
+        // Page 1 names itself as the next page (with an explicit `?page=1`): it is
+        // read again once, and its referrer kept once.
+        (
+            "again",
+            1,
+            Some("is one already read; it was not read again"),
+        ),
     ];
     for (repository, kept, note) in table {
         match client

@@ -771,6 +771,7 @@ impl RegistryClient {
         };
         let mut unread = None;
         let mut page = 1;
+        let mut read = vec![first.clone()];
         while let Some(link) = next.take() {
             if descriptors.len() >= MAX_REFERRER_DESCRIPTORS {
                 unread = Some(format!(
@@ -785,12 +786,20 @@ impl RegistryClient {
                 break;
             }
             let path = match next_page(&t.base, &first, &link) {
+                Ok(path) if read.contains(&path) => {
+                    unread = Some(format!(
+                        "the next page of the referrers ({}) is one already read; it was not read again",
+                        sanitize(&link, 200)
+                    ));
+                    break;
+                }
                 Ok(path) => path,
                 Err(why) => {
                     unread = Some(why);
                     break;
                 }
             };
+            read.push(path.clone());
             page += 1;
             match self.referrers_page(&t, repo, &path, credential).await {
                 Ok(Some((_, listed, link))) => {
@@ -805,6 +814,9 @@ impl RegistryClient {
                 }
             }
         }
+        // A referrer listed on two pages (the list changed between them) is read once.
+        let mut seen = std::collections::HashSet::new();
+        descriptors.retain(|d| seen.insert(d.digest.clone()));
         if descriptors.len() > MAX_REFERRER_DESCRIPTORS {
             descriptors.truncate(MAX_REFERRER_DESCRIPTORS);
             unread = Some(format!(
@@ -1094,21 +1106,37 @@ pub const MAX_REFERRER_PAGES: usize = 4;
 pub const MAX_REFERRER_DESCRIPTORS: usize = 4_096;
 
 /// The target of a `Link` header's `rel="next"` (RFC 8288, as the distribution
-/// spec uses it: `<URL>; rel="next"`), if the value holds one.
+/// spec uses it: `<URL>; rel="next"`), if the value holds one. Commas and
+/// semicolons inside `<...>` and inside quoted parameters do not split.
 fn link_next(value: &str) -> Option<String> {
-    value.split(',').find_map(|link| {
-        let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
-        params
-            .split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .any(|(k, v)| {
+    let mut rest = value;
+    loop {
+        let (target, after) = rest[rest.find('<')? + 1..].split_once('>')?;
+        let params = split_unquoted(after, ',').next().unwrap_or_default();
+        let is_next = split_unquoted(params, ';').any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
                 k.trim().eq_ignore_ascii_case("rel")
                     && v.trim()
                         .trim_matches('"')
                         .split_ascii_whitespace()
                         .any(|r| r.eq_ignore_ascii_case("next"))
             })
-            .then(|| target.to_string())
+        });
+        if is_next {
+            return Some(target.to_string());
+        }
+        rest = &after[params.len()..];
+    }
+}
+
+/// The parts of `text` between the `sep`s that are not inside double quotes.
+fn split_unquoted(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    text.split(move |c: char| {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        c == sep && !quoted
     })
 }
 
@@ -1134,7 +1162,11 @@ fn next_page(base: &str, first: &str, target: &str) -> Result<String, String> {
     if url.origin() != page.origin() {
         return refused("is on another host");
     }
-    if url.path() != first || url.fragment().is_some() || !url.username().is_empty() {
+    if url.path() != first
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return refused("is not this image's referrers");
     }
     Ok(match url.query() {
@@ -1258,6 +1290,23 @@ mod tests {
                 r#"<https://u:p@r.example:5000/v2/team/app/referrers/sha256:aa>; rel="next""#,
                 Err("is not this image's referrers"),
             ),
+            (
+                r#"<https://:p@r.example:5000/v2/team/app/referrers/sha256:aa>; rel="next""#,
+                Err("is not this image's referrers"),
+            ),
+            (
+                r#"<//evil.example/v2/team/app/referrers/sha256:aa>; rel="next""#,
+                Err("is on another host"),
+            ),
+            (
+                r#"</v2/team/app/referrers/sha256%3Aaa>; rel="next""#,
+                Err("is not this image's referrers"),
+            ),
+            (
+                r#"<HTTPS://R.EXAMPLE:5000/v2/team/app/referrers/sha256:aa?p=4>; rel="next""#,
+                Ok("/v2/team/app/referrers/sha256:aa?p=4"),
+            ),
+            (r#"<>; rel="next""#, Ok("/v2/team/app/referrers/sha256:aa")),
         ];
         for (link, want) in table {
             let target = link_next(link).unwrap_or_else(|| panic!("{link}: no next"));
@@ -1273,8 +1322,20 @@ mod tests {
             "garbage",
             "<a>; rel",
             "a; rel=next",
+            "<x>; title=\"a;rel=next\"",
+            "<x>; title=\"a, <y>; rel=next\"",
+            "<unclosed; rel=next",
         ] {
             assert_eq!(link_next(no_next), None, "{no_next}");
+        }
+        // Commas and semicolons inside the target or a quoted parameter.
+        for (value, target) in [
+            ("</p?last=a,b>; rel=\"next\"", "/p?last=a,b"),
+            ("<u>; title=\"a, b\"; rel=\"next\"", "u"),
+            ("<u>; title=\"x;y\", <v>; rel=next", "v"),
+            ("<a>; rel=\"prev next\"", "a"),
+        ] {
+            assert_eq!(link_next(value).as_deref(), Some(target), "{value}");
         }
     }
 
