@@ -154,7 +154,7 @@ async fn get_manifest_and_get_blob_are_bounded_and_digest_verified() {
 /// Paged answers (a `Link` to the next page, `?page=N`): `paged` has 3 pages of
 /// 2, 2 and 1 referrers; `endless` always has a next page; `elsewhere` links its
 /// next page on another host, `broken` to a page that fails with a 500, `again`
-/// to itself.
+/// to itself; `wide` lists 5,000 on its first page.
 async fn referrers_server() -> String {
     let app = Router::new().fallback(|uri: Uri| async move {
         let path = uri.path().to_string();
@@ -194,6 +194,9 @@ async fn referrers_server() -> String {
         }
         if path.starts_with("/v2/elsewhere/referrers/") {
             return paged(1, Some(format!("http://other.example{}", here(2))));
+        }
+        if path.starts_with("/v2/wide/referrers/") {
+            return paged(5_000, Some(here(2)));
         }
         if path.starts_with("/v2/again/referrers/") {
             return paged(1, Some(format!("{path}?page=1")));
@@ -316,6 +319,12 @@ async fn paged_referrers_are_followed_on_the_same_registry_and_bounded() {
             "again",
             1,
             Some("is one already read; it was not read again"),
+        ),
+        // 5,000 on the first page: the first 4,096 are kept, and page 2 is not read.
+        (
+            "wide",
+            imagegate::registry::MAX_REFERRER_DESCRIPTORS,
+            Some("more than 4096 referrers are listed; the first 4096 were kept"),
         ),
     ];
     for (repository, kept, note) in table {
