@@ -1054,7 +1054,8 @@ async fn a_bundle_listed_after_many_other_referrers_is_still_read() {
     let digest = push_unique(&registry, "many/app:v1").await;
     let listed = imagegate::inspector::MAX_REFERRERS + 8;
     for i in 0..listed {
-        // Listed only: none of these is read, so none needs to exist.
+        // Listed only, never pushed: the 31 read after the bundle are not found,
+        // which is reported beside the verified signature and does not deny.
         let fake = signer::digest_of(format!("sbom {i}").as_bytes());
         proxy.add(
             "many/app",
@@ -1085,4 +1086,11 @@ async fn a_bundle_listed_after_many_other_referrers_is_still_read() {
     let (allowed, msg) = judge(&ig, &[("app", &format!("{host}/many/app:v1"))]).await;
     assert!(allowed, "{msg}");
     assert_eq!(proxy.answered(), 3, "pages of 16, 16 and 9 referrers");
+    // The bundle's manifest and 31 others were asked for by digest, no more.
+    assert_eq!(
+        registry.count("GET", "/manifests/sha256:"),
+        imagegate::inspector::MAX_REFERRERS,
+        "{:#?}",
+        registry.requests()
+    );
 }

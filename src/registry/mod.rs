@@ -764,35 +764,34 @@ impl RegistryClient {
         let _permit = self.permit(&repo.registry).await;
         let t = self.transport(&repo.registry)?;
         let first = format!("/v2/{}/referrers/{digest}", repo.name);
-        let Some((index, mut descriptors, mut next)) =
+        let Some((index, listed, mut next)) =
             self.referrers_page(&t, repo, &first, credential).await?
         else {
             return Ok(Referrers::Unsupported);
         };
-        let mut unread = None;
-        let mut page = 1;
+        let mut kept = Kept::default();
+        let mut unread = kept.add(listed);
         let mut read = vec![first.clone()];
-        while let Some(link) = next.take() {
-            if descriptors.len() >= MAX_REFERRER_DESCRIPTORS {
-                unread = Some(format!(
-                    "more than {MAX_REFERRER_DESCRIPTORS} referrers are listed; the first {MAX_REFERRER_DESCRIPTORS} were kept"
-                ));
-                break;
-            }
-            if page == MAX_REFERRER_PAGES {
+        while unread.is_none()
+            && let Some(link) = next.take()
+        {
+            if read.len() == MAX_REFERRER_PAGES {
                 unread = Some(format!(
                     "the registry lists more than {MAX_REFERRER_PAGES} pages of referrers; the first {MAX_REFERRER_PAGES} were read"
                 ));
                 break;
             }
-            let path = match next_page(&t.base, &first, &link) {
-                Ok(path) if read.contains(&path) => {
-                    unread = Some(format!(
+            let path = next_page(&t.base, &first, &link).and_then(|path| {
+                if read.contains(&path) {
+                    Err(format!(
                         "the next page of the referrers ({}) is one already read; it was not read again",
                         sanitize(&link, 200)
-                    ));
-                    break;
+                    ))
+                } else {
+                    Ok(path)
                 }
+            });
+            let path = match path {
                 Ok(path) => path,
                 Err(why) => {
                     unread = Some(why);
@@ -800,32 +799,19 @@ impl RegistryClient {
                 }
             };
             read.push(path.clone());
-            page += 1;
+            let page = read.len();
             match self.referrers_page(&t, repo, &path, credential).await {
                 Ok(Some((_, listed, link))) => {
-                    descriptors.extend(listed);
+                    unread = kept.add(listed);
                     next = link;
                 }
-                Ok(None) => {
-                    unread = Some(format!("page {page} of the referrers: 404"));
-                }
-                Err(e) => {
-                    unread = Some(format!("page {page} of the referrers: {e}"));
-                }
+                Ok(None) => unread = Some(format!("page {page} of the referrers: 404")),
+                Err(e) => unread = Some(format!("page {page} of the referrers: {e}")),
             }
-        }
-        // A referrer listed on two pages (the list changed between them) is read once.
-        let mut seen = std::collections::HashSet::new();
-        descriptors.retain(|d| seen.insert(d.digest.clone()));
-        if descriptors.len() > MAX_REFERRER_DESCRIPTORS {
-            descriptors.truncate(MAX_REFERRER_DESCRIPTORS);
-            unread = Some(format!(
-                "more than {MAX_REFERRER_DESCRIPTORS} referrers are listed; the first {MAX_REFERRER_DESCRIPTORS} were kept"
-            ));
         }
         Ok(Referrers::Found {
             index,
-            descriptors,
+            descriptors: kept.descriptors,
             unread,
         })
     }
@@ -1104,6 +1090,33 @@ fn fingerprint(c: &Credential) -> [u8; 32] {
 pub const MAX_REFERRER_PAGES: usize = 4;
 /// Referrers listed per image that are kept, over all pages.
 pub const MAX_REFERRER_DESCRIPTORS: usize = 4_096;
+
+/// The referrers kept over the pages: each digest once (a list that changed
+/// between two pages may repeat one), at most [`MAX_REFERRER_DESCRIPTORS`].
+#[derive(Default)]
+struct Kept {
+    descriptors: Vec<Descriptor>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Kept {
+    /// Adds a page's referrers; why the rest is dropped, once the bound is passed.
+    fn add(&mut self, listed: Vec<Descriptor>) -> Option<String> {
+        for d in listed {
+            if self.seen.contains(&d.digest) {
+                continue;
+            }
+            if self.descriptors.len() == MAX_REFERRER_DESCRIPTORS {
+                return Some(format!(
+                    "more than {MAX_REFERRER_DESCRIPTORS} referrers are listed; the first {MAX_REFERRER_DESCRIPTORS} were kept"
+                ));
+            }
+            self.seen.insert(d.digest.clone());
+            self.descriptors.push(d);
+        }
+        None
+    }
+}
 
 /// The target of a `Link` header's `rel="next"` (RFC 8288, as the distribution
 /// spec uses it: `<URL>; rel="next"`), if the value holds one. Commas and
