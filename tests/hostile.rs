@@ -25,7 +25,13 @@ use sha2::Digest;
 const DEADLINE_SECS: f64 = 3.0;
 /// Time allowed on top of the deadline: the request, the engine, the reply.
 const SLACK: Duration = Duration::from_millis(1500);
-const RSS_LIMIT_KB: u64 = 100 * 1024;
+/// How far the peak RSS may rise above the RSS after start while hostile
+/// registries send 200 MB and endless bodies: the 32 MiB body budget, the old
+/// copy a growing body keeps during its reallocation (up to half again), and
+/// freed pages the allocator holds until its 1 s decay. Measured in a debug
+/// build: 31 to 59 MiB over seven runs (the peak is bimodal with the scheduling of
+/// the 24 concurrent reads). A read that was not bounded would add 200 MB.
+const RSS_GROWTH_LIMIT_KB: u64 = 80 * 1024;
 const MB: u64 = 1024 * 1024;
 
 fn sha256(bytes: &[u8]) -> String {
@@ -362,7 +368,11 @@ async fn hostile_registries_get_bounded_answers_within_the_deadline() {
 
     let peak = peak_rss_kb(ig.pid());
     eprintln!("peak RSS: {peak} KiB (after start: {baseline} KiB)");
-    assert!(peak < RSS_LIMIT_KB, "peak RSS {peak} KiB");
+    assert!(
+        peak.saturating_sub(baseline) < RSS_GROWTH_LIMIT_KB,
+        "peak RSS {peak} KiB, {} KiB above the {baseline} KiB after start",
+        peak.saturating_sub(baseline)
+    );
     let metrics = ig.metrics().await;
     for kind in [
         "too-large",
